@@ -1,0 +1,24 @@
+"""User-facing errors.
+
+Every problem a user can fix (a bad config value, a missing dataset, a corrupt checkpoint)
+raises a subclass of :class:`CJepaError`. The CLI prints its message on one line and exits
+with status 2 instead of showing a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+
+class CJepaError(Exception):
+    """Base class for errors caused by input the user controls."""
+
+
+class ConfigError(CJepaError, ValueError):
+    """A config key is unknown, has the wrong type or an impossible value."""
+
+
+class DataError(CJepaError):
+    """A dataset file is missing, unreadable or corrupt."""
+
+
+class CheckpointError(CJepaError):
+    """A checkpoint cannot be read or does not match the config."""
