@@ -198,7 +198,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then the YAML file, then ``key=value`` overrides; validated."""
     cfg = Config()
     if path is not None:
-        apply_dict(cfg, read_yaml(path), source=str(path))
+        for file, values in _yaml_chain(Path(path)):
+            apply_dict(cfg, values, source=str(file))
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -229,6 +230,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: expected a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """A YAML file and the files it names under ``base:`` (relative to itself), base first."""
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path}: 'base' chain loops back to itself")
+    data = read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return [(path, data)]
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: 'base' must be a file name, got {base!r}")
+    return _yaml_chain(path.parent / base, (*seen, path.resolve())) + [(path, data)]
 
 
 def apply_dict(cfg: Config, values: dict[str, Any], source: str) -> None:
@@ -329,6 +343,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.in_chans: expected 1 or 3, got {m.in_chans}")
     for key in ("embed_dim", "depth", "num_heads", "pred_embed_dim", "pred_depth"):
         _positive(f"model.{key}", getattr(m, key))
+    for key in ("embed_dim", "pred_embed_dim"):
+        if getattr(m, key) % 4:
+            raise ConfigError(f"model.{key}={getattr(m, key)}: must be a multiple of 4 (2-D sin-cos positions)")
     if m.embed_dim % m.num_heads:
         raise ConfigError(f"model.num_heads={m.num_heads} must divide model.embed_dim={m.embed_dim}")
     pred_heads = m.pred_num_heads or m.num_heads

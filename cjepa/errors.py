@@ -22,3 +22,7 @@ class DataError(CJepaError):
 
 class CheckpointError(CJepaError):
     """A checkpoint cannot be read or does not match the config."""
+
+
+class TrainingError(CJepaError):
+    """Training cannot continue (e.g. the loss became NaN or infinite)."""

@@ -1,0 +1,3 @@
+from cjepa.cli import main
+
+raise SystemExit(main())

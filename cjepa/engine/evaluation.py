@@ -1,0 +1,89 @@
+"""Per-epoch evaluation of a run: kNN, linear probe and collapse telemetry.
+
+Prepares the evaluation subsets once (deterministic: the first ``eval.train_samples`` of a
+seed-0 permutation of the train split, the first ``eval.test_samples`` of the test split) and
+the raw-pixel baseline once per dataset (cached on disk), then scores frozen, average-pooled
+features of the target and context encoders every ``eval.every`` epochs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cjepa.config import Config
+from cjepa.data import dataset_stats, eval_view, load_split
+from cjepa.eval import (
+    collapse_metrics,
+    extract_features,
+    knn_accuracy,
+    linear_probe_accuracy,
+    raw_pixel_baseline,
+)
+from cjepa.masks import MultiBlockMaskGenerator
+
+PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
+
+
+class Evaluator:
+    def __init__(self, cfg: Config, device: torch.device, autocast_dtype: torch.dtype | None = None) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        ev, m = cfg.eval, cfg.model
+        mean, std = dataset_stats(cfg.data.dataset)
+        train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
+        perm = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))
+        idx = perm[: ev.train_samples]
+        self.train_x = eval_view(train.images[idx], m.img_size, mean, std, m.in_chans)
+        self.train_y = train.labels[idx]
+        self.test_x = eval_view(test.images[: ev.test_samples], m.img_size, mean, std, m.in_chans)
+        self.test_y = test.labels[: ev.test_samples]
+        self.baseline: dict[str, float] = {}
+        if ev.raw_baseline:
+            key = (f"{cfg.data.dataset}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
+                   f":k{ev.knn_k}:T{ev.knn_temperature}:lin{ev.linear_epochs}")
+            cache = Path(cfg.data.cache_dir).expanduser() / "raw_baselines.json"
+            self.baseline = raw_pixel_baseline(self.train_x, self.train_y, self.test_x, self.test_y,
+                                               k=ev.knn_k, temperature=ev.knn_temperature,
+                                               linear_epochs=ev.linear_epochs, cache_file=cache,
+                                               cache_key=key)
+        self.mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
+
+    def _features(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return extract_features(encoder, x, batch_size=512, device=self.device,
+                                autocast_dtype=self.autocast_dtype)
+
+    def score(self, encoder: nn.Module, name: str) -> dict[str, float]:
+        ev = self.cfg.eval
+        tr, te = self._features(encoder, self.train_x), self._features(encoder, self.test_x)
+        out = {f"knn_{name}": knn_accuracy(tr, self.train_y, te, self.test_y, k=ev.knn_k,
+                                           temperature=ev.knn_temperature)}
+        if ev.linear_epochs > 0:
+            probe = linear_probe_accuracy(tr, self.train_y, te, self.test_y, epochs=ev.linear_epochs,
+                                          lr=ev.linear_lr, seed=self.cfg.run.seed)
+            out[f"linear_{name}"] = probe["acc"]
+        out.update(collapse_metrics(te, name))
+        return out
+
+    @torch.no_grad()
+    def predictor_spread(self, online: nn.Module) -> dict[str, float]:
+        """Collapse metrics of pooled predictor outputs on fixed images and fixed masks."""
+        was_training = online.training
+        online.eval()
+        x = self.test_x[:PRED_PROBE_IMAGES].to(self.device)
+        masks = self.mask_gen(len(x), 0)
+        ctx = online.encoder(x, masks.context.to(self.device))
+        pred = online.predictor(ctx, masks.context.to(self.device), masks.targets.to(self.device))
+        online.train(was_training)
+        return collapse_metrics(pred.float().mean(dim=2).flatten(0, 1).cpu(), "pred")
+
+    def evaluate(self, online: nn.Module, target: nn.Module) -> dict[str, float]:
+        """All evaluation metrics for one epoch (``online`` unwrapped from DDP)."""
+        metrics = dict(self.baseline)
+        for name in self.cfg.eval.encoders:
+            metrics.update(self.score(target if name == "target" else online.encoder, name))
+        metrics.update(self.predictor_spread(online))
+        return metrics

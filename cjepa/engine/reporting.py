@@ -1,0 +1,104 @@
+"""How the engine reports progress, without knowing about Ray or MLflow.
+
+The training loop calls a list of :class:`Reporter` objects. Here live the two the plain CLI
+uses (console progress and ``metrics.jsonl``); the Ray layer adds one that forwards to
+``ray.train.report`` and the tracking layer one that logs to MLflow, both outside the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class Reporter:
+    """Callbacks of the training loop; every method is optional."""
+
+    def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
+        """Called once before training; ``extra`` is the checkpoint's reporter state (mutable)."""
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        """Called every ``run.log_every`` steps with running values."""
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """Called after each epoch (1-based) with its metrics and, if one was written, the checkpoint."""
+
+    def on_end(self, metrics: dict[str, float]) -> None:
+        """Called once when training finishes (not when it is stopped by run.max_steps)."""
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, float) and (abs(value) >= 1e4 or (0 < abs(value) < 1e-3)):
+        return f"{value:.3e}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+class ConsoleReporter(Reporter):
+    """One line every ``log_every`` steps and a summary per epoch."""
+
+    STEP_KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "lr", "img_per_s")
+    EPOCH_KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "knn_target",
+                  "linear_target", "knn_context", "raw_knn_acc", "target_std_mean_normalized",
+                  "target_eff_rank", "img_per_s", "epoch_time_s")
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
+        where = f"resuming after epoch {start_epoch}" if start_epoch else "starting"
+        self._print(f"[cjepa] {where}; run dir {run_dir}")
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        parts = [f"{k}={_fmt(metrics[k])}" for k in self.STEP_KEYS if k in metrics]
+        self._print(f"  ep {metrics.get('epoch', 0):.0f} step {step}  " + "  ".join(parts))
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        parts = [f"{k}={_fmt(metrics[k])}" for k in self.EPOCH_KEYS if k in metrics]
+        self._print(f"[epoch {epoch}] " + "  ".join(parts))
+
+
+class JsonlReporter(Reporter):
+    """Appends one JSON line per epoch to ``run_dir/metrics.jsonl``.
+
+    On resume, lines of epochs that will be trained again are dropped first, so the file never
+    holds two values for one epoch.
+    """
+
+    def __init__(self, filename: str = "metrics.jsonl") -> None:
+        self.filename = filename
+        self.path: Path | None = None
+
+    def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
+        self.path = run_dir / self.filename
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and _epoch_of(line) is not None and _epoch_of(line) <= start_epoch]
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, self.path)
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        assert self.path is not None, "on_start was not called"
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({"epoch": epoch, **clean}) + "\n")
+
+
+def _epoch_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run, in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny C-JEPA on sklearn digits that trains in seconds on one core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cjepa.config import Config, load_config
+
+TINY = [
+    "data.dataset=digits", "model.img_size=16", "model.patch_size=2", "model.in_chans=1",
+    "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.pred_embed_dim=16",
+    "model.pred_depth=1", "mask.num_targets=4", "mask.target_scale=[0.1,0.15]", "mask.min_keep=4",
+    "optim.batch_size=64", "optim.warmup_epochs=0.5", "run.epochs=2", "run.log_every=1000",
+    "run.threads=1", "eval.every=0",
+]
+
+
+def tiny_overrides(run_dir: Path, *extra: str) -> list[str]:
+    return [*TINY, f"run.output_dir={run_dir}", f"data.cache_dir={run_dir.parent / 'cache'}", *extra]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path):
+    """Factory: tiny_cfg("loss.beta_vicreg=0", ...) -> validated Config in a fresh run dir."""
+
+    def make(*extra: str, name: str = "run") -> Config:
+        return load_config(None, tiny_overrides(tmp_path / name, *extra))
+
+    return make
