@@ -26,6 +26,8 @@ FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 # Sections whose change makes a resume inexact or impossible. run.* and eval.* may change.
 RESUME_SECTIONS = ("model", "mask", "loss", "ema", "optim", "data")
+# Keys in those sections that do not change what is computed (where data lives, loader workers).
+RESUME_FREE_KEYS = {"data.num_workers", "data.root", "data.cache_dir", "data.download"}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -69,7 +71,8 @@ def check_compatible(saved_config: dict[str, Any], current: dict[str, Any], path
     for section in RESUME_SECTIONS:
         old, new = saved_config.get(section, {}), current.get(section, {})
         diffs += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
-                  for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+                  for k in sorted(set(old) | set(new))
+                  if old.get(k) != new.get(k) and f"{section}.{k}" not in RESUME_FREE_KEYS]
     for key in ("epochs", "seed"):
         if saved_config.get("run", {}).get(key) != current.get("run", {}).get(key):
             diffs.append(f"run.{key}: {saved_config['run'].get(key)!r} -> {current['run'].get(key)!r}")

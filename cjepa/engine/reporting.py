@@ -57,7 +57,7 @@ class ConsoleReporter(Reporter):
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         parts = [f"{k}={_fmt(metrics[k])}" for k in self.STEP_KEYS if k in metrics]
-        self._print(f"  ep {metrics.get('epoch', 0):.0f} step {step}  " + "  ".join(parts))
+        self._print(f"  ep {metrics.get('epoch', 0):.2f} step {step}  " + "  ".join(parts))
 
     def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
         parts = [f"{k}={_fmt(metrics[k])}" for k in self.EPOCH_KEYS if k in metrics]

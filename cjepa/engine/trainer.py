@@ -56,7 +56,7 @@ def resolve_autocast(cfg: Config, device: torch.device) -> torch.dtype | None:
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
     masks = batch["masks"]
-    out["masks"] = type(masks)(context=masks.context.to(device), targets=masks.targets.to(device))
+    out["masks"] = masks.to(device)
     return out
 
 
@@ -108,7 +108,8 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     m = cfg.model
     mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
     dataset = StepBatchDataset(data, m.img_size, cfg.data.crop_scale, mean, std, m.in_chans, cfg.run.seed,
-                               mask_gen, two_views=cfg.loss.vicreg_on and cfg.loss.vicreg_mode == "two_views")
+                               mask_gen, two_views=cfg.loss.vicreg_on and cfg.loss.vicreg_mode == "two_views",
+                               rank=rank, world_size=world)
     probe_sampler = StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed)
     sched = Schedules(cfg, probe_sampler.steps_per_epoch)
     spe, total = sched.steps_per_epoch, sched.total_steps
@@ -117,14 +118,14 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     online: nn.Module = OnlineNetwork(cfg).to(device)
     target = make_target(online.encoder)
     optimizer = build_optimizer(online, cfg)
-    step, extra, meter_state = 0, {}, None
+    step, extra, meter_state, rng_state = 0, {}, None, None
     if cfg.run.resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         check_compatible(state["config"], cfg.to_dict(), ckpt_path)
         online.load_state_dict(state["online"])
         target.load_state_dict(state["target"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
+        rng_state = state["rng"]["torch"]
         step, extra, meter_state = state["step"], dict(state.get("extra", {})), state.get("meter")
     if world > 1:
         online = nn.SyncBatchNorm.convert_sync_batchnorm(online)
@@ -156,6 +157,8 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     result = TrainResult(run_dir=run_dir, step=step)
     meter = _EpochMeter(meter_state)
     online.train()
+    if rng_state is not None:  # restored last: set-up above may draw random numbers
+        torch.set_rng_state(rng_state)
     tick = time.perf_counter()
     for batch in loader:
         assert batch["step"] == step, f"loader is at step {batch['step']}, trainer at {step}"

@@ -1,0 +1,23 @@
+"""Frozen-feature evaluation (kNN, linear probe, raw-pixel baseline) and collapse telemetry.
+
+Everything here works on plain tensors of pooled features, so it is shared by the training loop,
+the CLI and the sweep layer; no tracking or orchestration imports.
+"""
+
+from cjepa.eval.baseline import raw_pixel_baseline
+from cjepa.eval.collapse import collapse_metrics, effective_rank, feature_std, mean_abs_offdiag_corr
+from cjepa.eval.features import extract_features
+from cjepa.eval.knn import knn_accuracy, knn_predict
+from cjepa.eval.linear_probe import linear_probe_accuracy
+
+__all__ = [
+    "collapse_metrics",
+    "effective_rank",
+    "extract_features",
+    "feature_std",
+    "knn_accuracy",
+    "knn_predict",
+    "linear_probe_accuracy",
+    "mean_abs_offdiag_corr",
+    "raw_pixel_baseline",
+]
