@@ -16,19 +16,32 @@ from typing import Any, TextIO
 
 
 class Reporter:
-    """Callbacks of the training loop; every method is optional."""
+    """Callbacks of the training loop; every method is optional.
+
+    The loop calls them in every process of a distributed run (``rank`` says which); the caller
+    chooses which reporters each rank gets (console, files and MLflow on rank 0 only; the Ray
+    reporter on every rank, since ``ray.train.report`` is collective). Per epoch, ``on_epoch``
+    comes *before* the checkpoint is written and ``on_checkpoint`` after it: a durable log
+    written in ``on_epoch`` can never miss an epoch that a resume will not train again, and on
+    resume it sees ``start_epoch`` to drop epochs that will be trained again.
+    """
 
     def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
-        """Called once before training; ``extra`` is the checkpoint's reporter state (mutable)."""
+        """Once before training. ``extra`` is the reporter state kept in the checkpoint: mutate it
+        (e.g. store an MLflow run id) and it is saved with every later checkpoint."""
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        """Called every ``run.log_every`` steps with running values."""
+        """Every ``run.log_every`` steps, with running means of the epoch."""
 
-    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
-        """Called after each epoch (1-based) with its metrics and, if one was written, the checkpoint."""
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """After each epoch (1-based) with its metrics, before its checkpoint is written.
+        Metrics are global means on every rank; evaluation metrics exist on rank 0 only."""
+
+    def on_checkpoint(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """After each epoch's checkpoint (``None`` where none was written or on ranks > 0)."""
 
     def on_end(self, metrics: dict[str, float]) -> None:
-        """Called once when training finishes (not when it is stopped by run.max_steps)."""
+        """Once when training has finished (not when it was stopped by run.max_steps)."""
 
 
 def _fmt(value: float) -> str:
@@ -59,7 +72,7 @@ class ConsoleReporter(Reporter):
         parts = [f"{k}={_fmt(metrics[k])}" for k in self.STEP_KEYS if k in metrics]
         self._print(f"  ep {metrics.get('epoch', 0):.2f} step {step}  " + "  ".join(parts))
 
-    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         parts = [f"{k}={_fmt(metrics[k])}" for k in self.EPOCH_KEYS if k in metrics]
         self._print(f"[epoch {epoch}] " + "  ".join(parts))
 
@@ -84,7 +97,7 @@ class JsonlReporter(Reporter):
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, self.path)
 
-    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         assert self.path is not None, "on_start was not called"
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         with self.path.open("a") as fh:

@@ -93,7 +93,10 @@ class _EpochMeter:
 
 
 def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
-    """Train (or resume) the run described by ``cfg``; see the module docstring."""
+    """Train (or resume) the run described by ``cfg``; see the module docstring.
+
+    ``reporters`` are this process's: under torch.distributed, pass rank-specific lists.
+    """
     reporters = reporters or []
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.run.threads:
@@ -140,8 +143,8 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
         sample = dataset[(0, torch.arange(min(8, cfg.optim.batch_size)))]
         save_mask_png(mask_gen(len(sample["images"]), 0), mask_gen.grid, run_dir / "masks.png",
                       images=sample["images"])
-        for r in reporters:
-            r.on_start(run_dir, step // spe, extra)
+    for r in reporters:
+        r.on_start(run_dir, step // spe, extra)
 
     def checkpoint(meter: _EpochMeter) -> Path:
         return save_checkpoint(ckpt_path, {
@@ -169,7 +172,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
         now = time.perf_counter()
         meter.add(logs, len(batch["images"]), now - tick)
         tick = now
-        if is_main and step % cfg.run.log_every == 0:
+        if step % cfg.run.log_every == 0:
             running = {**{k: v / meter.steps for k, v in meter.sums.items()}, "epoch": step / spe,
                        "img_per_s": meter.images * world / max(meter.seconds, 1e-9)}
             for r in reporters:
@@ -183,11 +186,12 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
                 metrics.update(evaluator.evaluate(unwrap(online), target))
                 metrics["eval_time_s"] = time.perf_counter() - t0
             meter = _EpochMeter()
+            for r in reporters:
+                r.on_epoch(epoch, metrics)
             due = cfg.run.checkpoint_every and (epoch % cfg.run.checkpoint_every == 0 or step == total)
             ckpt = checkpoint(meter) if is_main and (due or stop_early) else None
-            if is_main:
-                for r in reporters:
-                    r.on_epoch(epoch, metrics, ckpt)
+            for r in reporters:
+                r.on_checkpoint(epoch, metrics, ckpt)
             result.history.append(metrics)
             tick = time.perf_counter()  # evaluation and checkpoint time is not training time
         elif stop_early and is_main:
@@ -198,7 +202,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     result.completed = step >= total
     if world > 1:
         dist.barrier()
-    if is_main and result.completed:
+    if result.completed:
         final = result.history[-1] if result.history else {}
         for r in reporters:
             r.on_end(final)
