@@ -13,13 +13,16 @@ from cjepa.errors import DataError
 
 @dataclass(frozen=True)
 class FakeMasks:
-    enc: torch.Tensor
-    pred: torch.Tensor
+    """Shaped like cjepa.masks.Masks: context (B, K), targets (M, B, K)."""
+
+    context: torch.Tensor
+    targets: torch.Tensor
 
 
 def fake_mask_fn(batch_size: int, step: int) -> FakeMasks:
     g = torch.Generator().manual_seed(1000 + step)
-    return FakeMasks(torch.randint(0, 49, (batch_size, 7), generator=g), torch.arange(batch_size))
+    return FakeMasks(torch.randint(0, 49, (batch_size, 7), generator=g),
+                     torch.arange(batch_size).repeat(2, 1))
 
 
 def _data(n: int = 103) -> LabeledImages:
@@ -92,7 +95,7 @@ def test_dataset_is_a_function_of_the_key() -> None:
     assert a["step"] == 0 and a["images"].shape == (8, 1, 16, 16) and a["images2"].shape == (8, 1, 16, 16)
     for name in ("images", "images2", "labels"):
         assert torch.equal(a[name], b[name])
-    assert torch.equal(a["masks"].enc, b["masks"].enc) and isinstance(a["masks"], FakeMasks)
+    assert torch.equal(a["masks"].context, b["masks"].context) and isinstance(a["masks"], FakeMasks)
     assert torch.equal(a["labels"], key[1] % 10)
     assert not torch.allclose(a["images"], a["images2"])  # two independent crops
     c = ds[(1, key[1])]  # same images, other step: other crops
@@ -109,6 +112,9 @@ def test_ranks_see_slices_of_the_single_process_batch() -> None:
         parts.append(_dataset(two_views=True, rank=r, world_size=2)[next(iter(rs))])
     for name in ("images", "images2", "labels"):
         assert torch.equal(torch.cat([p[name] for p in parts]), full[name]), name
+    # masks too: each rank gets its rows of the global batch's masks
+    assert torch.equal(torch.cat([p["masks"].context for p in parts]), full["masks"].context)
+    assert torch.equal(torch.cat([p["masks"].targets for p in parts], dim=1), full["masks"].targets)
 
 
 def test_workers_agree_with_main_process() -> None:
@@ -121,4 +127,4 @@ def test_workers_agree_with_main_process() -> None:
     for a, b in zip(main, worker, strict=True):
         for name in ("images", "images2", "labels"):
             assert torch.equal(a[name], b[name])
-        assert isinstance(b["masks"], FakeMasks) and torch.equal(a["masks"].enc, b["masks"].enc)
+        assert isinstance(b["masks"], FakeMasks) and torch.equal(a["masks"].context, b["masks"].context)

@@ -1,0 +1,155 @@
+"""A study's durable outputs: the MLflow parent run and the Parquet results table.
+
+One Parquet file per study (pyarrow), one row per trial and epoch: study, arm, seed, the
+factor values (``factor.<key>`` columns), every reported metric, the trial's MLflow run id and
+checkpoint path, its status and why it stopped. The summary (mean ± 95 % CI over seeds and the
+seed-paired difference from the baseline arm) is computed from the final row of each trial.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from cjepa.sweep.stats import format_summary, summarize
+from cjepa.sweep.stopper import read_stop_reasons
+from cjepa.sweep.study import Study, trial_config
+
+SUMMARY_METRICS = ("knn_target", "linear_target")
+_DROP = {"config", "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
+         "time_since_restore", "iterations_since_restore", "done", "should_checkpoint", "experiment_tag"}
+
+
+def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) -> str:
+    """The study's MLflow parent run: reused on ``--resume`` (its id is kept in study.json)."""
+    from mlflow.tracking import MlflowClient
+
+    from cjepa.tracking import get_or_create_experiment
+
+    client = MlflowClient(tracking_uri)
+    state = study_dir / "study.json"
+    if resume and state.exists():
+        run_id = json.loads(state.read_text())["parent_run_id"]
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    exp = get_or_create_experiment(client, study.name)
+    run = client.create_run(exp, run_name=study.name, tags={"study": study.name, "cjepa.role": "study"})
+    params = {"base": study.base, "seeds": str(list(study.seeds)), "search": study.search,
+              "scheduler": study.scheduler, "metric": study.metric, "baseline": str(study.baseline),
+              "workers_per_trial": str(study.workers_per_trial), "overrides": " ".join(study.overrides)[:5000]}
+    params.update({f"factor.{k}": str(v)[:5000] for k, v in study.factors.items()})
+    params.update({f"arm.{k}": json.dumps(v, default=str)[:5000] for k, v in study.arms.items()})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"parent_run_id": run.info.run_id, "tracking_uri": tracking_uri}))
+    return run.info.run_id
+
+
+def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, summary: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    (study_dir / "summary.md").write_text(summary + "\n")
+    client.log_artifact(run_id, str(table))
+    client.log_artifact(run_id, str(study_dir / "summary.md"))
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _mlflow_ids(tracking: dict[str, Any] | None, study: Study) -> dict[tuple[str, str], str]:
+    """(arm, seed) -> MLflow run id of the study's child runs."""
+    if not tracking:
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking["tracking_uri"])
+    exp = client.get_experiment_by_name(study.name)
+    if exp is None:
+        return {}
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.study = '{study.name}'", max_results=5000)
+    return {(r.data.tags["arm"], r.data.tags["seed"]): r.info.run_id for r in runs
+            if "arm" in r.data.tags and "seed" in r.data.tags}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars from pandas
+        return value.item()
+    return value
+
+
+def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
+               tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
+    from cjepa.sweep.runner import trial_arm
+
+    stops = read_stop_reasons(study_dir / "stop_reasons.jsonl")
+    ids = _mlflow_ids(tracking, study)
+    epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
+    rows: list[dict[str, Any]] = []
+    for result in grid:
+        config = result.config or {}
+        if "seed" not in config:
+            continue
+        arm, settings = trial_arm(config, study, arms)
+        seed = int(config["seed"])
+        df = result.metrics_dataframe
+        records = [] if df is None or "epoch" not in df else df.to_dict("records")
+        by_epoch = {int(r["epoch"]): r for r in records if r.get("epoch") is not None}  # restores repeat none
+        last = max(by_epoch) if by_epoch else 0
+        trial_id = (result.metrics or {}).get("trial_id", "")
+        if result.error is not None:
+            status, reason = "ERROR", str(result.error).strip().splitlines()[0][:300]
+        elif last < epochs:
+            status = "STOPPED"
+            reason = stops.get(trial_id, "asha: below the rung cutoff" if study.scheduler == "asha" else "stopped")
+        else:
+            status, reason = "COMPLETED", ""
+        common = {"study": study.name, "arm": arm, "seed": seed, "trial_id": trial_id,
+                  "mlflow_run_id": ids.get((arm, str(seed)), ""), "status": status, "stop_reason": reason,
+                  **{f"factor.{k}": (v if isinstance(v, (int, float, bool, str)) else str(v))
+                     for k, v in settings.items()}}
+        for epoch in sorted(by_epoch) or [0]:
+            rec = by_epoch.get(epoch, {})
+            metrics = {k: _clean(v) for k, v in rec.items() if k not in _DROP and not k.startswith("config/")}
+            rows.append({**common, **metrics, "epoch": epoch,
+                         "checkpoint_path": str(metrics.pop("checkpoint_path", "") or "")})
+    return rows
+
+
+def write_results(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
+                  tracking: dict[str, Any] | None, extra: list[str] | None = None) -> tuple[Path, str]:
+    """Write ``study_dir/results.parquet``; return its path and the markdown summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = trial_rows(study, arms, grid, study_dir, tracking, extra)
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    table = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])
+    study_dir.mkdir(parents=True, exist_ok=True)
+    path = study_dir / "results.parquet"
+    pq.write_table(table, path)
+    return path, summary_from_rows(rows, study)
+
+
+def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
+    final: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["arm"], row["seed"])
+        if key not in final or row["epoch"] >= final[key]["epoch"]:
+            final[key] = row
+    finals = list(final.values())
+    metrics = [m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in finals)] or [study.metric]
+    table = format_summary(summarize(finals, metrics, study.baseline), metrics, study.baseline)
+    status = {s: sum(r["status"] == s for r in finals) for s in ("COMPLETED", "STOPPED", "ERROR")}
+    raw = next((r.get("raw_knn_acc") for r in finals if r.get("raw_knn_acc") is not None), None)
+    lines = [f"Study {study.name}: {len(finals)} trials "
+             f"({', '.join(f'{n} {s.lower()}' for s, n in status.items() if n)}); "
+             f"final-epoch accuracy, mean ± 95 % CI over seeds, Δ = paired by seed", "", table]
+    if raw is not None:
+        lines += ["", f"raw-pixel kNN baseline on the same evaluation subsets: {raw * 100:.1f} %"]
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Run a :class:`~cjepa.sweep.study.Study` with Ray Tune over Ray Train trials.
+
+Ray 2.60 (Train V2): the Tune trainable is a *function* that builds a ``TorchTrainer`` (through
+:func:`cjepa.distributed.fit_distributed`) with ``TuneReportCallback`` so rank 0's per-epoch
+report reaches Tune. The trainer run is named after the trial, so restoring the study makes
+each unfinished trial's trainer continue from its own last checkpoint (and its MLflow run,
+whose id is in that checkpoint). Tune gives us the search (grid, or OptunaSearch with TPE),
+ASHA on ``epoch``, the stopper, restore and the progress table; we add the MLflow parent run,
+the Parquet results table and the seed-paired summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cjepa.sweep.study import Study, trial_config, validate_study
+
+SUMMARY_METRICS = ("knn_target", "linear_target")
+
+
+@dataclass
+class StudyResult:
+    study_dir: Path
+    table: Path  # Parquet, one row per trial and epoch
+    summary_md: str
+    parent_run_id: str | None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:80]
+
+
+def _optuna_space(study: Study) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key, dim in study.space.items():
+        if dim.kind == "loguniform":
+            space[key] = tune.loguniform(dim.low, dim.high)
+        elif dim.kind == "uniform":
+            space[key] = tune.uniform(dim.low, dim.high)
+        else:
+            space[key] = tune.choice(list(dim.choices))
+    return space
+
+
+def trial_arm(config: dict[str, Any], study: Study, arms: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """(arm name, settings) of a trial's Tune config."""
+    if study.search == "grid":
+        return config["arm"], arms[config["arm"]]
+    settings = {k: config[k] for k in study.space}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"optuna-{digest}", settings
+
+
+def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
+              tracking: dict[str, Any] | None, storage: str) -> None:
+    """The Tune trainable: one Ray Train run for (arm, seed)."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from cjepa.distributed import fit_distributed
+
+    arm, settings = trial_arm(config, study, arms)
+    seed = int(config["seed"])
+    cfg = trial_config(study, settings, seed, extra)
+    name = _slug(f"{study.name}-{arm}-s{seed}")
+    cfg.run.output_dir = str(Path(storage) / study.name / "runs" / name)
+    track = None
+    if tracking:
+        track = {**tracking, "run_name": f"{arm} s{seed}",
+                 "tags": {"study": study.name, "arm": arm, "seed": str(seed), "trial_id": tune.get_context().get_trial_id()}}
+    resources = {"CPU": study.cpus_per_worker} if not study.use_gpu else None
+    fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
+                    storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
+                    callbacks=[TuneReportCallback()])
+
+
+def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
+                storage: str, resume: bool):
+    """A fresh Tuner, or the restored one when ``resume`` and the study exists in storage."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from cjepa.sweep.stopper import CollapseStopper
+
+    trainable = tune.with_parameters(run_trial, study=study, arms=arms, extra=extra, tracking=tracking,
+                                     storage=storage)
+    # The trial function only drives a TorchTrainer whose workers hold the real resources.
+    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    path = str(Path(storage) / study.name)
+    if resume and tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=study.grace_period)
+                 if study.scheduler == "asha" else None)
+    search_alg, num_samples = None, 1
+    if study.search == "grid":
+        space: dict[str, Any] = {"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(study.seeds))}
+    else:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        space = {**_optuna_space(study), "seed": study.seeds[0]}
+        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=study.seeds[0]))
+        num_samples = study.num_samples
+    stop = (CollapseStopper(study.collapse_std, study.collapse_patience, Path(path) / "stop_reasons.jsonl")
+            if study.collapse_std > 0 else None)
+
+    def trial_name(trial) -> str:
+        cfg = trial.config
+        arm = cfg["arm"] if study.search == "grid" else trial.trial_id
+        return _slug(f"{arm}-s{cfg['seed']}")
+
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, scheduler=scheduler, search_alg=search_alg,
+                                    num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(name=study.name, storage_path=storage, stop=stop,
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    )
+
+
+def run_study(study: Study, storage: str | None = None, resume: bool = False, tracking_uri: str | None = None,
+              extra: list[str] | None = None, mlflow: bool = True) -> StudyResult:
+    """Validate, run (or resume), then write the results table and print the summary."""
+    from cjepa.distributed.preflight import connect_ray, resolve_storage
+    from cjepa.sweep.results import finish_parent, open_parent, write_results
+
+    extra = list(extra or [])
+    arms = validate_study(study, extra)  # before Ray starts
+    storage = resolve_storage(storage)
+    study_dir = Path(storage) / study.name
+    tracking = None
+    parent = None
+    if mlflow:
+        from cjepa.tracking import check_tracking_uri, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        check_tracking_uri(uri)
+        parent = open_parent(study, uri, study_dir, resume)
+        tracking = {"tracking_uri": uri, "experiment": study.name, "parent_run_id": parent}
+    connect_ray()
+    tuner = build_tuner(study, arms, extra, tracking, storage, resume)
+    grid = tuner.fit()
+    table, summary = write_results(study, arms, grid, study_dir, tracking)
+    print("\n" + summary)
+    if tracking and parent:
+        finish_parent(tracking["tracking_uri"], parent, study_dir, table, summary)
+    return StudyResult(study_dir, table, summary, parent)

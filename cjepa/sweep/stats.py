@@ -1,0 +1,88 @@
+"""Ablation statistics over seeds: mean with a 95 % t-interval, and paired differences.
+
+The paper reports single runs; a study runs every arm with the same seeds, so the difference
+from the baseline can be taken *per seed* (paired), which removes the seed-to-seed noise the
+arms share (same initial weights, same batches, same masks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
+        if self.n == 0 or math.isnan(self.mean):
+            return "n/a"
+        if self.n == 1:
+            return f"{self.mean * scale:.{digits}f}"
+        half = (self.high - self.low) / 2 * scale
+        return f"{self.mean * scale:.{digits}f} ± {half:.{digits}f}"
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> Interval:
+    """Mean and two-sided Student-t interval (NaN-free input; n=1 gives a zero-width interval)."""
+    from scipy import stats
+
+    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    n = len(xs)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = sum(xs) / n
+    if n == 1:
+        return Interval(mean, mean, mean, 1)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def paired_difference(arm: dict[int, float], baseline: dict[int, float], confidence: float = 0.95) -> Interval:
+    """Mean over the shared seeds of ``arm[seed] - baseline[seed]`` with its t-interval."""
+    seeds = sorted(set(arm) & set(baseline))
+    return mean_ci([arm[s] - baseline[s] for s in seeds], confidence)
+
+
+def summarize(final: Sequence[dict], metrics: Sequence[str], baseline: str | None) -> list[dict]:
+    """Per arm: ``{arm, n, <metric>: Interval, <metric>_diff: Interval|None}`` from final rows.
+
+    ``final`` holds one row per trial with keys ``arm``, ``seed`` and the metrics.
+    """
+    arms: dict[str, dict[int, dict]] = {}
+    for row in final:
+        arms.setdefault(row["arm"], {})[int(row["seed"])] = row
+    out = []
+    for name, by_seed in arms.items():
+        entry: dict = {"arm": name, "n": len(by_seed)}
+        for m in metrics:
+            values = {s: r[m] for s, r in by_seed.items() if r.get(m) is not None}
+            entry[m] = mean_ci(values.values())
+            if baseline is not None and baseline in arms and name != baseline:
+                base = {s: r[m] for s, r in arms[baseline].items() if r.get(m) is not None}
+                entry[f"{m}_diff"] = paired_difference(values, base)
+            else:
+                entry[f"{m}_diff"] = None
+        out.append(entry)
+    return out
+
+
+def format_summary(summary: list[dict], metrics: Sequence[str], baseline: str | None) -> str:
+    """A markdown table: per arm, mean ± 95 % CI (in %) and the paired difference from the baseline."""
+    head = ["arm", "seeds"] + [f"{m} (%)" for m in metrics]
+    if baseline:
+        head += [f"Δ {m} vs {baseline}" for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in summary:
+        cells = [e["arm"], str(e["n"])] + [e[m].fmt() for m in metrics]
+        if baseline:
+            cells += ["(baseline)" if e["arm"] == baseline else
+                      (e[f"{m}_diff"].fmt() if e[f"{m}_diff"] is not None else "n/a") for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""What a study is: a base config, arms (factor settings), seeds, a budget and a search.
+
+A study script in ``sweeps/`` reads like the paper's table it reproduces: the factors and their
+levels (or named arms), the seeds, the baseline arm, the budget. Everything is checked here,
+before Ray starts: every factor key must be a config key, every level must have the key's type
+and give a valid config, and the metric a scheduler or searcher optimises must be one the
+engine reports under that config.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cjepa.config import Config, load_config, set_value
+from cjepa.errors import ConfigError
+
+# Metrics the engine reports every epoch (cjepa.engine.trainer) and after evaluation (Evaluator).
+TRAIN_METRICS = {"loss", "loss_jepa", "loss_vicreg", "vicreg_inv", "vicreg_var", "vicreg_cov", "lr",
+                 "weight_decay", "ema_momentum", "grad_norm", "img_per_s", "epoch_time_s", "epoch", "step"}
+EVAL_METRICS = {f"{kind}_{enc}" for kind in ("knn", "linear") for enc in ("target", "context")}
+COLLAPSE_SUFFIXES = ("std_min", "std_mean", "std_mean_normalized", "eff_rank", "offdiag_corr")
+SEARCHES = ("grid", "optuna")
+SCHEDULERS = ("none", "asha")
+
+
+@dataclass
+class Space:
+    """An Optuna search dimension: ``kind`` in loguniform | uniform | choice."""
+
+    kind: str
+    low: float = 0.0
+    high: float = 1.0
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass
+class Study:
+    name: str
+    base: str = "cjepa_fmnist_cpu"  # preset name in configs/ or a YAML path
+    overrides: tuple[str, ...] = ()  # fixed settings and budget, e.g. ("run.epochs=4",)
+    factors: dict[str, list[Any]] = field(default_factory=dict)  # grid: key -> levels (product)
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # or named arms: name -> settings
+    baseline: str | None = None  # arm that paired differences are taken against
+    seeds: tuple[int, ...] = (0, 1, 2)
+    search: str = "grid"
+    space: dict[str, Space] = field(default_factory=dict)  # optuna only
+    num_samples: int = 8  # optuna only
+    metric: str = "knn_target"
+    mode: str = "max"
+    scheduler: str = "none"
+    grace_period: int = 1  # ASHA: epochs before a trial can be stopped
+    collapse_std: float = 0.0  # > 0: stop a trial whose target_std_mean_normalized stays below
+    collapse_patience: int = 2  # ... for this many consecutive epochs
+    max_concurrent: int = 2
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+
+    def arm_settings(self) -> dict[str, dict[str, Any]]:
+        """Named arms: the explicit ones, or the product of the factors' levels."""
+        if self.arms:
+            return {name: dict(values) for name, values in self.arms.items()}
+        keys = list(self.factors)
+        out = {}
+        for combo in itertools.product(*(self.factors[k] for k in keys)):
+            settings = dict(zip(keys, combo))
+            out[arm_name(settings)] = settings
+        return out
+
+
+def arm_name(settings: dict[str, Any]) -> str:
+    """``beta_vicreg=0.001,beta_sim=25`` (last part of each key; stable order)."""
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in settings.items()) or "base"
+
+
+def override_strings(settings: dict[str, Any]) -> list[str]:
+    """Settings as CLI-style overrides (lists keep YAML flow syntax)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(fmt(x) for x in v) + "]"
+        return str(v)
+
+    return [f"{k}={fmt(v)}" for k, v in settings.items()]
+
+
+def resolve_base(base: str) -> Path:
+    from cjepa.cli import resolve_config_path
+
+    return resolve_config_path(base)
+
+
+def trial_config(study: Study, settings: dict[str, Any], seed: int, extra: list[str] | None = None) -> Config:
+    """The full, validated config of one trial."""
+    return load_config(resolve_base(study.base), [*study.overrides, *(extra or []),
+                                                  *override_strings(settings), f"run.seed={seed}"])
+
+
+def reported_metrics(cfg: Config) -> set[str]:
+    """Names this config makes the engine report every epoch (evaluation only if enabled)."""
+    names = set(TRAIN_METRICS)
+    if cfg.eval.every > 0:
+        for enc in cfg.eval.encoders:
+            names.add(f"knn_{enc}")
+            if cfg.eval.linear_epochs > 0:
+                names.add(f"linear_{enc}")
+            names.update(f"{enc}_{s}" for s in COLLAPSE_SUFFIXES)
+        names.update(f"pred_{s}" for s in COLLAPSE_SUFFIXES)
+        if cfg.eval.raw_baseline:
+            names.update({"raw_knn_acc", "raw_linear_acc"})
+    return names
+
+
+def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Check the whole study before Ray starts; return its arms. Raises ConfigError naming the problem."""
+    where = f"study {study.name!r}"
+    if study.search not in SEARCHES:
+        raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {study.search!r}")
+    if study.scheduler not in SCHEDULERS:
+        raise ConfigError(f"{where}: scheduler must be one of {', '.join(SCHEDULERS)}, got {study.scheduler!r}")
+    if study.mode not in ("max", "min"):
+        raise ConfigError(f"{where}: mode must be max or min, got {study.mode!r}")
+    if not study.seeds:
+        raise ConfigError(f"{where}: seeds is empty")
+    if study.factors and study.arms:
+        raise ConfigError(f"{where}: give factors (a grid) or named arms, not both")
+    for key, levels in study.factors.items():
+        if not isinstance(levels, (list, tuple)) or not levels:
+            raise ConfigError(f"{where}: factor {key!r} has no levels")
+    for key in {k for settings in study.arms.values() for k in settings} | set(study.factors) | set(study.space):
+        try:
+            set_value(Config(), key, _probe_value(study, key), source=where)
+        except ConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    if study.search == "optuna":
+        if not study.space:
+            raise ConfigError(f"{where}: search=optuna needs a space")
+        for key, dim in study.space.items():
+            if dim.kind not in ("loguniform", "uniform", "choice"):
+                raise ConfigError(f"{where}: space {key!r}: kind must be loguniform, uniform or choice")
+            if dim.kind == "choice" and not dim.choices:
+                raise ConfigError(f"{where}: space {key!r}: choice needs choices")
+            if dim.kind != "choice" and not (dim.low < dim.high and (dim.kind == "uniform" or dim.low > 0)):
+                raise ConfigError(f"{where}: space {key!r}: need 0 < low < high for {dim.kind}")
+        if study.num_samples < 1:
+            raise ConfigError(f"{where}: num_samples must be >= 1")
+    arms = study.arm_settings() if study.search == "grid" else {"optuna": {}}
+    if not arms:
+        raise ConfigError(f"{where}: no arms (give factors with levels or named arms)")
+    if study.baseline is not None and study.baseline not in arms:
+        raise ConfigError(f"{where}: baseline {study.baseline!r} is not an arm; arms are {', '.join(arms)}")
+    for name, settings in arms.items():  # every arm must be a valid config (type + value checks)
+        try:
+            cfg = trial_config(study, settings, study.seeds[0], extra)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}, arm {name!r}: {exc}") from None
+        if study.scheduler == "asha" or study.collapse_std > 0 or study.search == "optuna":
+            known = reported_metrics(cfg)
+            needed = [study.metric] + (["target_std_mean_normalized"] if study.collapse_std > 0 else [])
+            for metric in needed:
+                if metric not in known:
+                    raise ConfigError(f"{where}, arm {name!r}: metric {metric!r} is never reported with this "
+                                      f"config (eval.every={cfg.eval.every}); reported: {', '.join(sorted(known))}")
+    return arms
+
+
+def _probe_value(study: Study, key: str) -> Any:
+    """One level of ``key`` for a type check (every level is checked again via trial_config)."""
+    if key in study.factors:
+        for level in study.factors[key]:
+            set_value(Config(), key, level, source=f"study {study.name!r}, factor {key}")
+        return study.factors[key][0]
+    if key in study.space:
+        dim = study.space[key]
+        return dim.choices[0] if dim.kind == "choice" else dim.low
+    for settings in study.arms.values():
+        if key in settings:
+            return settings[key]
+    raise KeyError(key)

@@ -1,0 +1,63 @@
+"""Bad study definitions fail before Ray starts, naming the problem."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from cjepa.errors import ConfigError
+from cjepa.sweep import Space, Study, validate_study
+from cjepa.sweep.study import arm_name, override_strings, trial_config
+
+SWEEPS = sorted((Path(__file__).resolve().parents[2] / "sweeps").glob("*.py"))
+
+
+def _study(**kw) -> Study:
+    base = dict(name="t", base="cjepa_fmnist_quick", factors={"loss.beta_vicreg": [0.0, 0.001]}, seeds=(0,))
+    return Study(**{**base, **kw})
+
+
+def test_grid_arms_and_trial_config():
+    arms = validate_study(_study(factors={"loss.beta_vicreg": [0.0, 0.01], "ema.enabled": [True, False]}))
+    assert list(arms) == ["beta_vicreg=0.0,enabled=True", "beta_vicreg=0.0,enabled=False",
+                          "beta_vicreg=0.01,enabled=True", "beta_vicreg=0.01,enabled=False"]
+    cfg = trial_config(_study(), {"loss.beta_vicreg": 0.01, "mask.target_scale": [0.1, 0.12]}, seed=3)
+    assert cfg.loss.beta_vicreg == 0.01 and cfg.run.seed == 3 and cfg.mask.target_scale == (0.1, 0.12)
+    assert override_strings({"a.b": False, "c.d": [1, 2]}) == ["a.b=false", "c.d=[1,2]"]
+    assert arm_name({}) == "base"
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"factors": {"loss.beta_vicregg": [0.1]}}, ["unknown key", "loss.beta_vicregg"]),
+    ({"factors": {"loss.beta_vicreg": []}}, ["loss.beta_vicreg", "no levels"]),
+    ({"factors": {"loss.beta_vicreg": ["big"]}}, ["loss.beta_vicreg", "number"]),
+    ({"factors": {"ema.enabled": [1]}}, ["ema.enabled", "true or false"]),
+    ({"factors": {"loss.beta_vicreg": [-1.0]}}, ["loss.beta_vicreg", ">= 0"]),
+    ({"seeds": ()}, ["seeds"]),
+    ({"baseline": "nope"}, ["baseline 'nope'", "beta_vicreg=0.0"]),
+    ({"scheduler": "asha", "metric": "knn_targett"}, ["knn_targett", "never reported"]),
+    ({"scheduler": "asha", "overrides": ("eval.every=0",)}, ["knn_target", "never reported", "eval.every=0"]),
+    ({"scheduler": "hyperband"}, ["scheduler"]),
+    ({"search": "optuna", "factors": {}}, ["optuna needs a space"]),
+    ({"search": "optuna", "factors": {}, "space": {"loss.beta_vicreg": Space("loguniform", 0.0, 1.0)}},
+     ["0 < low < high"]),
+    ({"arms": {"a": {"loss.beta_sim": 1.0}}}, ["factors", "named arms", "not both"]),
+])
+def test_bad_studies(kw, words):
+    with pytest.raises(ConfigError) as err:
+        validate_study(_study(**kw))
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+@pytest.mark.parametrize("script", SWEEPS, ids=[s.stem for s in SWEEPS])
+@pytest.mark.parametrize("full", [False, True])
+def test_every_study_script_is_valid(script, full):
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    study = module.make_study(full)
+    arms = validate_study(study)
+    assert arms and study.name.endswith("_full") == full
+    if study.search == "grid":
+        assert study.baseline in arms
