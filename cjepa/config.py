@@ -28,7 +28,7 @@ from cjepa.errors import ConfigError
 JEPA_LOSSES = ("smooth_l1", "l2")
 VICREG_MODES = ("pred_blocks", "context_target", "two_views")
 EMA_SCHEDULES = ("linear", "cosine", "constant")
-DATASETS = ("fashion_mnist", "digits")
+DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -122,6 +122,7 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.3, 1.0)
     num_workers: int = 0
     train_subset: int = 0  # 0: the whole training split
+    skip_corrupt: bool = False  # parquet: replace undecodable images (next valid row of the class) instead of failing
 
 
 @dataclass
@@ -179,7 +180,8 @@ class Config:
     def digest(self) -> str:
         """A short hash of the resolved config (ignoring where outputs go)."""
         d = self.to_dict()
-        d["run"] = {k: v for k, v in d["run"].items() if k not in ("output_dir", "resume")}
+        d["run"] = {k: v for k, v in d["run"].items()
+                    if k not in ("output_dir", "resume", "max_steps", "log_every", "threads")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -26,3 +26,12 @@ class CheckpointError(CJepaError):
 
 class TrainingError(CJepaError):
     """Training cannot continue (e.g. the loss became NaN or infinite)."""
+
+
+class TrackingError(CJepaError):
+    """The MLflow store or server cannot be used, or logging to it failed (metrics are never dropped)."""
+
+
+class DistributedError(CJepaError):
+    """A distributed run cannot start or failed: workers the cluster cannot place, storage that
+    cannot be written, a global batch that does not split evenly, or a worker error."""

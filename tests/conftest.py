@@ -21,6 +21,21 @@ def tiny_overrides(run_dir: Path, *extra: str) -> list[str]:
     return [*TINY, f"run.output_dir={run_dir}", f"data.cache_dir={run_dir.parent / 'cache'}", *extra]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_mlflow_store(tmp_path_factory):
+    """Every test (and the processes it starts) logs to a throw-away MLflow store, never ./mlflow.db."""
+    import os
+
+    root = tmp_path_factory.mktemp("mlflow")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    yield
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path: Path):
     """Factory: tiny_cfg("loss.beta_vicreg=0", ...) -> validated Config in a fresh run dir."""

@@ -1,0 +1,182 @@
+"""Where runs are tracked: resolving, checking and preparing the MLflow store.
+
+The embedded default is a SQLite file in the working directory (``sqlite:///<cwd>/mlflow.db``),
+because MLflow 3.17 refuses the plain ``./mlruns`` file store; a cluster points every process
+at the head node's ``mlflow server`` instead (``--tracking-uri http://head:5000`` or the
+``MLFLOW_TRACKING_URI`` env var). Every URI that leaves this module is absolute, since Ray
+workers run in other working directories than the driver that resolved it.
+
+This module imports neither torch nor the engine, so the CLI can check the store in well under
+a second of its own before anything expensive starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cjepa.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+DB_NAME = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+ENV_URI = "MLFLOW_TRACKING_URI"
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+HTTP_SCHEMES = ("http", "https")
+
+
+def _scheme(uri: str) -> str:
+    """``postgresql+psycopg2://`` -> ``postgresql``; no ``://`` -> ``""``."""
+    head, sep, _ = uri.partition("://")
+    return head.split("+", 1)[0].lower() if sep else ""
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``sqlite:////abs`` or relative), else None."""
+    if _scheme(uri) != "sqlite":
+        return None
+    rest = uri.split("://", 1)[1]
+    if not rest.startswith("/"):
+        raise TrackingError(f"tracking URI {uri!r}: expected sqlite:///relative.db or sqlite:////abs/path.db")
+    return Path(rest[1:].split("?", 1)[0])
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<abs cwd>/mlflow.db``.
+
+    A relative SQLite path is made absolute against the current directory *now*: the same string
+    handed to a Ray worker (whose CWD is its trial directory) must name the same file.
+    """
+    chosen = uri or os.environ.get(ENV_URI) or f"sqlite:///{Path.cwd().resolve() / DB_NAME}"
+    path = sqlite_path(chosen)
+    if path is not None and not path.is_absolute():
+        query = chosen.partition("?")[2]
+        chosen = f"sqlite:///{(Path.cwd() / path).resolve()}" + (f"?{query}" if query else "")
+    return chosen
+
+
+def default_artifact_root(tracking_uri: str | None = None) -> str:
+    """Absolute artifact directory for experiments created on a local (SQLite) store.
+
+    ``mlartifacts/`` beside the database file, which for the embedded default is ``<cwd>/mlartifacts``.
+    Without it MLflow would put artifacts in ``./mlruns`` relative to whichever directory the
+    creating process happened to run in (a Ray trial directory, a test's CWD).
+    """
+    path = sqlite_path(tracking_uri) if tracking_uri else None
+    base = path.parent if path is not None and path.is_absolute() else Path.cwd()
+    return str((base / ARTIFACT_DIR).resolve())
+
+
+def is_remote(uri: str) -> bool:
+    """True for a tracking server (artifacts are then uploaded through it, not written locally)."""
+    return _scheme(uri) in HTTP_SCHEMES
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail early, with :class:`TrackingError` saying what to do, when ``uri`` cannot be used.
+
+    Called before the engine or Ray starts, so a typo or a stopped server costs one second, not a
+    crashed run after the first epoch. Servers are probed with a bounded ``/health`` request
+    (MLflow's own client retries for minutes); SQL stores with one real query, which also creates
+    and migrates a new SQLite file.
+    """
+    scheme = _scheme(uri)
+    if scheme in HTTP_SCHEMES:
+        _check_server(uri, timeout)
+        return
+    if scheme not in SQL_SCHEMES:
+        raise TrackingError(f"tracking URI {uri!r}: unsupported scheme {scheme or '(none)'!r}; use "
+                            "http(s)://host:port for an mlflow server or sqlite:////abs/path/mlflow.db "
+                            "(the plain file store ./mlruns is refused by MLflow 3)")
+    path = sqlite_path(uri)
+    if path is not None:
+        _check_sqlite_file(uri, path)
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # any failure here means "cannot track": say so in one line
+        raise TrackingError(f"tracking URI {uri}: the store cannot be opened "
+                            f"({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            if resp.status == 200:
+                return
+            problem = f"answered HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"answered HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        problem = f"did not answer within {timeout:g} s ({_one_line(reason)})"
+    raise TrackingError(f"tracking server {uri} {problem} at {url}; start it (e.g. `cjepa ui`), fix "
+                        "--tracking-uri / MLFLOW_TRACKING_URI, or pass --no-mlflow")
+
+
+def _check_sqlite_file(uri: str, path: Path) -> None:
+    """The directory must exist and take new files: SQLite writes its journal beside the database.
+
+    A real write probe rather than ``os.access``, which says yes to root on any directory and
+    knows nothing about read-only mounts.
+    """
+    parent = path.parent
+    if not parent.is_dir():
+        raise TrackingError(f"tracking URI {uri}: directory {parent} does not exist; create it or "
+                            "choose another --tracking-uri")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise TrackingError(f"tracking URI {uri}: directory {parent} is not writable ({exc.strerror}); "
+                            "choose another --tracking-uri") from None
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise TrackingError(f"tracking URI {uri}: database file {path} is not readable and writable "
+                            "by this user; fix its permissions or choose another --tracking-uri")
+
+
+def _one_line(obj: object) -> str:
+    text = " ".join(str(obj).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def experiment_artifact_location(tracking_uri: str, name: str) -> str | None:
+    """Artifact location for a new experiment: a folder per experiment under the local root, or
+    None on a server (which then chooses, e.g. ``mlflow-artifacts:/`` proxied uploads)."""
+    if is_remote(tracking_uri):
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+    return Path(default_artifact_root(tracking_uri), safe).as_uri()
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (with a proper artifact root) when missing.
+
+    Safe when many Ray trials start at once: losing the creation race is not an error.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage != "active":
+            raise TrackingError(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
+                                "restore) or choose another --experiment")
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=experiment_artifact_location(
+            client.tracking_uri, name))
+    except MlflowException as exc:
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise TrackingError(f"cannot create MLflow experiment {name!r} at {client.tracking_uri}: "
+                                f"{_one_line(exc)}") from None
+        return again.experiment_id
