@@ -1,4 +1,4 @@
-"""``cjepa`` command line: ``cjepa train [--config FILE] [key=value ...]``.
+"""``cjepa`` command line: ``cjepa train [--config FILE] [key=value ...]``, ``cjepa ui``.
 
 Config problems are reported before any model, dataset or worker is created. Every error the
 user can fix (:class:`cjepa.errors.CJepaError`) prints one line and exits with status 2.
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from cjepa.config import Config, load_config
+from cjepa.distributed.command import add_distributed_args
 from cjepa.errors import CJepaError, ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -43,12 +44,64 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args)
+    tracking_uri = _check_tracking(args)  # before the engine is imported: a bad URI costs a second
+    if args.workers is not None:  # Ray Train workers; MLflow on rank 0
+        from cjepa.distributed.command import train_distributed
+
+        return train_distributed(cfg, args, tracking_uri)
     from cjepa.engine import ConsoleReporter, JsonlReporter, train  # heavy imports after validation
 
-    result = train(cfg, [ConsoleReporter(), JsonlReporter()])
+    reporters = [ConsoleReporter(), JsonlReporter()]
+    mlflow_reporter = _mlflow_reporter(cfg, args, tracking_uri)
+    if mlflow_reporter is not None:
+        reporters.append(mlflow_reporter)
+    try:
+        result = train(cfg, reporters)
+    except BaseException as exc:
+        if mlflow_reporter is not None:
+            mlflow_reporter.on_failure(exc)
+        raise
     state = "finished" if result.completed else f"stopped at step {result.step} (run.max_steps)"
     print(f"[cjepa] {state}; metrics in {result.run_dir / 'metrics.jsonl'}")
+    if mlflow_reporter is not None:
+        print(f"[cjepa] MLflow run {mlflow_reporter.run_id} in {tracking_uri} (browse: cjepa ui)")
     return 0
+
+
+# --------------------------------------------------------------------------- tracking (MLflow)
+
+
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tracking (MLflow)")
+    g.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow store or server (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    g.add_argument("--experiment", default="cjepa", help="MLflow experiment name (default: cjepa)")
+    g.add_argument("--run-name", help="MLflow run name (default: the name of run.output_dir)")
+    g.add_argument("--no-mlflow", action="store_true", help="no MLflow: console and metrics.jsonl only")
+
+
+def _check_tracking(args: argparse.Namespace) -> str | None:
+    if args.no_mlflow:
+        return None
+    from cjepa.tracking.store import check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking_uri(uri)
+    return uri
+
+
+def _mlflow_reporter(cfg: Config, args: argparse.Namespace, tracking_uri: str | None):  # -> MLflowReporter | None
+    if tracking_uri is None:
+        return None
+    from cjepa.tracking.reporter import MLflowReporter
+
+    return MLflowReporter(cfg, tracking_uri, experiment=args.experiment, run_name=args.run_name)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from cjepa.tracking.ui import serve_forever
+
+    return serve_forever(args.tracking_uri, args.host, args.port, workers=args.workers)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -64,10 +117,24 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="pretrain (or resume) one run in this process",
                        description="Pretrain one run; resumes from run.output_dir/checkpoint.pt when present.")
     _add_config_args(p)
+    _add_tracking_args(p)
+    add_distributed_args(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("config", help="print the resolved config (defaults + file + overrides)")
     _add_config_args(p)
     p.set_defaults(func=cmd_config)
+    p = sub.add_parser("ui", help="serve the MLflow UI for the tracking store (Ctrl-C stops it)",
+                       description="Start `mlflow server` on the tracking store and wait; Ctrl-C stops it.")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="store to serve (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=2, help="server worker processes (default: 2)")
+    p.set_defaults(func=cmd_ui)
+    from cjepa.data.convert_cli import add_data_parser  # `cjepa data convert` (imports torch via cjepa.data)
+    add_data_parser(sub)
+    from dashboards.cli import add_report_parser  # `cjepa report` (heavy imports only when it runs)
+    add_report_parser(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from torch import Tensor
 from cjepa.config import DataConfig
 from cjepa.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from cjepa.errors import DataError
+
+if TYPE_CHECKING:
+    from cjepa.data.shards import ParquetImages
 
 SPLITS = ("train", "test")
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -51,6 +55,10 @@ _STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     # Computed once: load_split(digits, "train").images.double() / 255 -> mean(), std()
     # (population std) = 0.30510, 0.37572.
     "digits": ((0.3051,), (0.3757,)),
+    # Any data set, so a name-keyed constant (the trainer and evaluator look stats up by name): the
+    # ImageNet statistics averaged over RGB, one value that serves grey and RGB alike.
+    # (manifest.json also records the split's own mean/std, for reference.)
+    "parquet": ((0.449,), (0.226,)),
 }
 
 
@@ -180,8 +188,11 @@ def _load_digits(split: str) -> LabeledImages:
     )
 
 
-def load_split(cfg: DataConfig, split: str) -> LabeledImages:
+def load_split(cfg: DataConfig, split: str) -> LabeledImages | ParquetImages:
     """A whole split of ``cfg.dataset``; ``data.train_subset`` trims the training split.
+
+    ``parquet`` gives a :class:`~cjepa.data.shards.ParquetImages` (same duck type, lazy images)
+    over ``data.root/<split>``.
 
     The subset is the first n of a fixed seed-0 permutation, so it is the same images in every
     run and on every rank, whatever ``run.seed`` is (seeds then vary only the training).
@@ -192,12 +203,18 @@ def load_split(cfg: DataConfig, split: str) -> LabeledImages:
         data = _load_fashion(cfg, split)
     elif cfg.dataset == "digits":
         data = _load_digits(split)
+    elif cfg.dataset == "parquet":  # decoded lazily, batch by batch (see shards.py)
+        from cjepa.data.shards import ParquetImages, split_root
+
+        data = ParquetImages(split_root(cfg.root, split), skip_corrupt=cfg.skip_corrupt)
     else:
-        raise DataError(f"data.dataset: unknown dataset {cfg.dataset!r}; expected fashion_mnist or digits")
+        raise DataError(f"data.dataset: unknown dataset {cfg.dataset!r}; expected fashion_mnist, digits or parquet")
     n = cfg.train_subset
     if split == "train" and n > 0:
         if n > len(data):
             raise DataError(f"data.train_subset={n} exceeds the {len(data)} training images of {data.name}")
         keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
+        if not isinstance(data, LabeledImages):
+            return data.subset(keep)
         data = LabeledImages(data.images[keep], data.labels[keep], data.num_classes, data.name)
     return data

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cjepa.data.datasets import LabeledImages
-from cjepa.data.transforms import Stat, crop_params, train_views
+from cjepa.data.transforms import Stat, crop_params, normalize, resized_crops, train_views
 from cjepa.errors import DataError
+
+if TYPE_CHECKING:
+    from cjepa.data.shards import ParquetImages
 
 Key = tuple[int, torch.Tensor]
 
@@ -107,9 +110,12 @@ class StepBatchDataset(Dataset):
     and 2 ranks see exactly the images and masks one process would.
     """
 
-    def __init__(self, data: LabeledImages, img_size: int, crop_scale: tuple[float, float], mean: Stat,
-                 std: Stat, in_chans: int, seed: int, mask_fn: Callable[[int, int], Any] | None,
+    def __init__(self, data: LabeledImages | ParquetImages, img_size: int, crop_scale: tuple[float, float],
+                 mean: Stat, std: Stat, in_chans: int, seed: int, mask_fn: Callable[[int, int], Any] | None,
                  two_views: bool = False, rank: int = 0, world_size: int = 1) -> None:
+        chans = int(data.images.shape[1])  # ParquetImages decodes in __getitem__: in the DataLoader workers
+        if chans not in (1, in_chans):
+            raise DataError(f"the images have {chans} channels but model.in_chans={in_chans}")
         self.data, self.img_size, self.crop_scale = data, img_size, tuple(crop_scale)
         self.mean, self.std, self.in_chans = mean, std, in_chans
         self.seed, self.mask_fn, self.two_views = seed, mask_fn, two_views
@@ -122,6 +128,9 @@ class StepBatchDataset(Dataset):
         n, _, height, width = images.shape
         boxes = crop_params(n * self.world_size, height, width, self.crop_scale, (3 / 4, 4 / 3), g)
         mine = boxes[self.rank * n: (self.rank + 1) * n]
+        if images.shape[1] > 1:  # RGB (parquet): same crops; in_chans=1 to normalize = no grey->RGB repeat
+            x = resized_crops(images.to(torch.float32).div_(255.0), mine, self.img_size)
+            return normalize(x, self.mean, self.std, 1)
         return train_views(images, self.img_size, self.crop_scale, self.mean, self.std, g,
                            self.in_chans, boxes=mine)
 

@@ -70,11 +70,13 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     seed = int(config["seed"])
     cfg = trial_config(study, settings, seed, extra)
     name = _slug(f"{study.name}-{arm}-s{seed}")
+    with (Path(storage) / study.name / "trial_starts.jsonl").open("a") as fh:  # audit: what ran when
+        fh.write(json.dumps({"trial": name, "trial_id": tune.get_context().get_trial_id()}) + "\n")
     cfg.run.output_dir = str(Path(storage) / study.name / "runs" / name)
     track = None
     if tracking:
-        track = {**tracking, "run_name": f"{arm} s{seed}",
-                 "tags": {"study": study.name, "arm": arm, "seed": str(seed), "trial_id": tune.get_context().get_trial_id()}}
+        tags = {"study": study.name, "arm": arm, "seed": str(seed), "trial_id": tune.get_context().get_trial_id()}
+        track = {**tracking, "run_name": f"{arm} s{seed}", "tags": tags}
     resources = {"CPU": study.cpus_per_worker} if not study.use_gpu else None
     fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
                     storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,

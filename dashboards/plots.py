@@ -1,0 +1,195 @@
+"""Study-level figures: convergence per arm with 95 % CI bands, collapse, and the coefficient plot.
+
+One run's curves already exist (cjepa.tracking.plots, logged per run); these compare *arms*: each
+line is the mean over seeds at each epoch and the band its Student-t 95 % interval
+(cjepa.sweep.stats.mean_ci), so a gap between arms can be told from seed noise. Accuracy panels
+carry the raw-pixel kNN / linear baselines as dashed lines: an SSL number below them means the
+encoder is worse than no encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a display (workers, CI)
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from cjepa.sweep.stats import mean_ci  # noqa: E402
+from dashboards.load import StudyData  # noqa: E402
+from dashboards.table import label  # noqa: E402
+
+ACCURACY = {"knn_target", "linear_target", "knn_context", "linear_context"}
+RAW = {"knn": "raw_knn_acc", "linear": "raw_linear_acc"}
+#: metric -> (panel title, y label with unit)
+CONVERGENCE: dict[str, tuple[str, str]] = {
+    "knn_target": ("kNN accuracy, target encoder", "test accuracy (%)"),
+    "linear_target": ("Linear probe, target encoder", "test accuracy (%)"),
+    "loss_jepa": ("JEPA loss", "smooth-L1 / L2 loss (per element)"),
+    "vicreg_inv": ("VICReg invariance (unweighted)", "mean squared difference"),
+    "vicreg_var": ("VICReg variance (unweighted)", "hinge on per-feature std"),
+    "vicreg_cov": ("VICReg covariance (unweighted)", "sum of squared off-diag. cov. / D"),
+}
+COLLAPSE: dict[str, tuple[str, str]] = {
+    "target_std_mean_normalized": ("Collapse: normalised std of target features",
+                                   "std × √D (1 = isotropic, 0 = collapsed)"),
+    "target_eff_rank": ("Collapse: effective rank (RankMe) of target features", "effective rank (1 = collapsed)"),
+}
+DPI = 110
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in ACCURACY else 1.0
+
+
+def _bounds(metric: str) -> tuple[float, float]:
+    """Where a CI may be drawn: a t-interval over few seeds can leave [0, 100] %, accuracy cannot."""
+    return (0.0, 100.0) if metric in ACCURACY else (-math.inf, math.inf)
+
+
+def arm_curve(data: StudyData, arm: str, metric: str) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Epochs, mean, CI low, CI high over the arm's seeds (epochs with no value are skipped)."""
+    sub = data.df[data.df["arm"] == arm]
+    xs, mean, low, high = [], [], [], []
+    for epoch, group in sub.groupby("epoch"):
+        iv = mean_ci(group[metric].dropna().tolist())
+        if iv.n:
+            xs.append(int(epoch))
+            mean.append(iv.mean)
+            low.append(iv.low)
+            high.append(iv.high)
+    return xs, mean, low, high
+
+
+def _panel(ax: Any, data: StudyData, metric: str, title: str, ylabel: str) -> None:
+    s = _scale(metric)
+    drawn = 0
+    for i, arm in enumerate(data.arms):
+        xs, mean, low, high = arm_curve(data, arm, metric)
+        if not xs:
+            continue
+        color = f"C{i % 10}"  # earlier arms thicker, so an arm hidden under an identical one still shows
+        ax.plot(xs, [v * s for v in mean], marker="osD^v<>p"[i % 8], markersize=4, color=color,
+                linewidth=max(1.2, 3.0 - 0.6 * i), label=label(arm))
+        lo, hi = _bounds(metric)
+        ax.fill_between(xs, [max(v * s, lo) for v in low], [min(v * s, hi) for v in high], color=color,
+                        alpha=0.2, linewidth=0)
+        drawn += 1
+    kind = metric.split("_", 1)[0]
+    if metric in ACCURACY and kind in RAW and data.has(RAW[kind]):
+        raw = float(data.df[RAW[kind]].dropna().iloc[-1]) * 100
+        ax.axhline(raw, color="0.3", linestyle="--", linewidth=1.2, label=f"raw pixels, {kind} ({raw:.1f} %)")
+        drawn += 1
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not recorded in this study", ha="center", va="center", transform=ax.transAxes)
+
+
+def _grid_figure(data: StudyData, panels: dict[str, tuple[str, str]], path: Path, title: str, cols: int) -> Path:
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    try:
+        for ax, (metric, (name, ylabel)) in zip(axes.flat, panels.items()):
+            _panel(ax, data, metric, name, ylabel)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
+        seeds = len(data.seeds)
+        fig.suptitle(f"{title} — study {data.name}: mean over {seeds} seed{'s' * (seeds != 1)}, "
+                     "band = 95 % t-interval", fontsize=11)
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def convergence_plot(data: StudyData, path: Path) -> Path:
+    return _grid_figure(data, CONVERGENCE, path, "Convergence per arm", cols=3)
+
+
+def collapse_plot(data: StudyData, path: Path) -> Path:
+    return _grid_figure(data, COLLAPSE, path, "Collapse telemetry per arm", cols=2)
+
+
+def numeric_factor(data: StudyData) -> str | None:
+    """The factor column to put on a coefficient plot: numeric, several levels (beta_vicreg / beta_sim first)."""
+    import pandas as pd
+
+    cols = [c for c in data.factors if pd.api.types.is_numeric_dtype(data.df[c])
+            and not pd.api.types.is_bool_dtype(data.df[c]) and data.df[c].nunique() > 1]
+    cols.sort(key=lambda c: (not c.endswith(("beta_vicreg", "beta_sim")), c))
+    return cols[0] if cols else None
+
+
+def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path: Path) -> Path:
+    """Final metric vs the factor's level: log x axis, with level 0 on its own narrow axis at the left
+    (a log axis cannot show 0, and 0 is the most important level: the arm without the term)."""
+    final = data.final()
+    levels = sorted(float(v) for v in final[factor].dropna().unique())
+    has_zero, positive = 0.0 in levels, [v for v in levels if v > 0]
+    widths = ([1] if has_zero else []) + ([5] if positive else [])
+    fig, axes = plt.subplots(1, len(widths), figsize=(8, 4.6), sharey=True, squeeze=False,
+                             gridspec_kw={"width_ratios": widths, "wspace": 0.06})
+    axes = list(axes[0])
+    zero_ax = axes[0] if has_zero else None
+    log_ax = axes[-1] if positive else None
+    names = {"linear_target": "linear probe (target enc.)", "knn_target": "kNN (target enc.)"}
+    try:
+        for i, metric in enumerate(metrics):
+            s = _scale(metric)
+            dodge = (i - (len(metrics) - 1) / 2) * 0.12  # side by side, so equal values stay visible
+            for ax, xs in ((zero_ax, [0.0]), (log_ax, positive)):
+                if ax is None:
+                    continue
+                ivs = [mean_ci(final.loc[final[factor] == x, metric].dropna().tolist()) for x in xs]
+                ok = [(x, iv) for x, iv in zip(xs, ivs) if iv.n]
+                if not ok:
+                    continue
+                px = [x + 3 * dodge if ax is zero_ax else x * 10 ** dodge for x, _ in ok]
+                lo, hi = _bounds(metric)
+                ax.errorbar(px, [iv.mean * s for _, iv in ok],
+                            yerr=[[iv.mean * s - max(iv.low * s, lo) for _, iv in ok],
+                                  [min(iv.high * s, hi) - iv.mean * s for _, iv in ok]],
+                            marker="os^D"[i % 4], capsize=4, color=f"C{i}",
+                            label=names.get(metric, metric) if ax is axes[-1] else None)
+        for kind, raw_key in RAW.items():
+            idx = next((i for i, m in enumerate(metrics) if m.startswith(kind)), None)
+            if data.has(raw_key) and idx is not None:
+                raw = float(data.df[raw_key].dropna().iloc[-1]) * 100
+                for ax in axes:
+                    ax.axhline(raw, color=f"C{idx}", linestyle="--", linewidth=1,
+                               label=f"raw pixels, {kind} ({raw:.1f} %)" if ax is axes[-1] else None)
+        key = factor.removeprefix("factor.")
+        if zero_ax is not None:
+            zero_ax.set_xticks([0.0])
+            zero_ax.set_xlim(-1, 1)
+            zero_ax.set_xlabel("0 (off)")
+        if log_ax is not None:
+            log_ax.set_xscale("log")
+            default = 1e-3 if key.endswith("beta_vicreg") else 25.0 if key.endswith("beta_sim") else None
+            span = positive + ([default] if default else [])
+            log_ax.set_xlim(min(span) / 3, max(span) * 3)
+            log_ax.set_xlabel(f"{key} (log scale)")
+            if default:
+                log_ax.axvline(default, color="0.6", linestyle=":", label=f"paper default {default:g}")
+        axes[0].set_ylabel("final-epoch test accuracy (%)\n(CI clipped to 0-100)")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        axes[-1].legend(fontsize=8)
+        fig.suptitle(f"Final accuracy vs {key} — study {data.name} (mean ± 95 % CI over seeds)", fontsize=11)
+        fig.subplots_adjust(left=0.1, right=0.95, bottom=0.14, top=0.88)
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,167 @@
+"""``cjepa report``: one study -> report.html + ablation_table.md + PNGs, logged on the study's parent run.
+
+    cjepa report --study ray_results/term_ablation            # results.parquet + study.json
+    cjepa report --experiment term_ablation [--tracking-uri URI]   # the MLflow experiment instead
+
+Every figure is optional in the sense that a study lacking its inputs (no numeric factor, no
+checkpoints on this host, eval switched off) gets a one-line note in the report instead of a
+crash: a report is a summary, and a half-finished study still deserves one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dashboards import html as H
+from dashboards.load import StudyData, load_experiment, load_study_dir, reachable
+from dashboards.table import PAPER_SETTING, build_rows, to_html, to_markdown
+
+REPORT_HTML = "report.html"
+TABLE_MD = "ablation_table.md"
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    html: Path
+    table_md: Path
+    pngs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # figures that could not be drawn, and why
+    artifact_run_id: str | None = None
+
+
+def _try(notes: list[str], what: str, fn: Callable[[], Path | None]) -> Path | None:
+    try:
+        return fn()
+    except Exception as exc:
+        notes.append(f"{what}: not drawn ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+        traceback.print_exc(file=sys.stderr)
+        return None
+
+
+def build_report(data: StudyData, out_dir: Path, images: bool = True,
+                 attention_arms: tuple[str, str] | None = None) -> Report:
+    """Write every table and figure of ``data`` into ``out_dir``; returns what was written."""
+    from dashboards import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    configs: dict = {}
+    if images:
+        from dashboards.attention import trial_config
+
+        for arm in data.arms:
+            configs[arm] = _try(notes, f"config of {arm}", lambda a=arm: trial_config(data, a))
+    rows, metrics = build_rows(data, configs)
+    table_md = out_dir / TABLE_MD
+    table_md.write_text(to_markdown(rows, metrics, data.baseline, data.name) + "\n")
+
+    figs: list[H.Figure] = []
+    conv = _try(notes, "convergence", lambda: plots.convergence_plot(data, out_dir / "convergence.png"))
+    collapse = _try(notes, "collapse", lambda: plots.collapse_plot(data, out_dir / "collapse.png"))
+    factor = plots.numeric_factor(data)
+    coef = None
+    if factor is None:
+        notes.append("coefficient plot: the study has no numeric factor with several levels")
+    else:
+        coef = _try(notes, "coefficient plot", lambda: plots.coefficient_plot(
+            data, factor, metrics or ["knn_target"], out_dir / "coefficient.png"))
+    masks = attention = None
+    trials: list = []
+    if images:
+        from dashboards import attention as A
+
+        pair = attention_arms or A.pick_arms(data)
+        if pair is None:
+            notes.append("attention maps: need a baseline (I-JEPA) arm and one more arm")
+        else:
+            trials = _try(notes, "loading checkpoints", lambda: A.trials_for(data, pair)) or []  # type: ignore
+            if not trials:
+                notes.append(f"attention maps and masks: no checkpoints on this host for both of {pair}")
+        if trials:
+            masks = _try(notes, "masks", lambda: A.masks_figure(trials[-1], out_dir / "masks.png"))
+            attention = _try(notes, "attention", lambda: A.attention_figure(trials, out_dir / "attention.png"))
+    else:
+        notes.append("masks and attention maps: skipped (--no-images)")
+
+    if conv:
+        figs.append(H.Figure(conv.name, "Convergence per arm", "kNN and linear-probe accuracy of the target encoder, "
+                             "JEPA loss and each (unweighted) VICReg term per epoch; dashed: raw-pixel baselines "
+                             "on the same evaluation subsets."))
+    if collapse:
+        figs.append(H.Figure(collapse.name, "Collapse telemetry", "Normalised per-feature std and effective rank of "
+                             "pooled target features; a collapsed encoder goes to 0 and 1 respectively."))
+    if coef:
+        figs.append(H.Figure(coef.name, f"Final accuracy vs {factor.removeprefix('factor.')}",
+                             "Mean ± 95 % CI over seeds; the level 0 (term off) sits on its own axis at the left."))
+    qual: list[H.Figure] = []
+    if masks:
+        qual.append(H.Figure(masks.name, f"Sampled multi-block masks ({trials[-1].arm}, seed {trials[-1].seed})",
+                             "Left: image; right: context patches in blue, each target block in its own colour, "
+                             "unmasked patches dimmed (the trial's mask config, step 0)."))
+    if attention:
+        qual.append(H.Figure(attention.name, "Attention maps, I-JEPA beside C-JEPA",
+                             "Last block, attention received per patch (mean over heads and query tokens), "
+                             "recomputed from the block's qkv by a forward hook, upsampled over the image."))
+    pngs = [p for p in (conv, collapse, coef, masks, attention) if p]
+
+    intro = H.paragraph(f"Study {data.name}: {len(data.arms)} arms × {len(data.seeds)} seeds "
+                        f"({', '.join(map(str, data.seeds))}); baseline arm: {data.baseline or '(none)'}. "
+                        f"Source: {data.study_dir or data.tracking_uri}.")
+    sections = [
+        H.Section("Ablation table (after the paper's Table 3)", to_html(rows, metrics, data.baseline) + H.paragraph(
+            f"Final-epoch accuracy in %, mean ± 95 % t-interval over seeds; Δ is the seed-paired difference from the "
+            f"baseline in percentage points. The paper column is Mo & Tong 2024 ({PAPER_SETTING}) — ImageNet ViT-B "
+            "numbers. Ours are at this study's own scale (its dataset, model and epochs): compare orderings and "
+            "differences, not absolute values. ✓/– = part switched on/off; ? = config not available.", "note")),
+        H.Section("Curves", figures=tuple(figs)),
+        H.Section("Masks and attention", figures=tuple(qual)),
+    ]
+    if notes:
+        sections.append(H.Section("Not drawn", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+                                  + "</ul>"))
+    page = out_dir / REPORT_HTML
+    page.write_text(H.render(f"cjepa report: {data.name}", intro, sections, out_dir))
+    return Report(out_dir, page, table_md, pngs, notes)
+
+
+def log_to_parent(report: Report, data: StudyData) -> str | None:
+    """Log the report folder as ``report/`` artifacts of the study's parent run (when reachable)."""
+    if not data.parent_run_id or not reachable(data.tracking_uri):
+        print(f"[report] MLflow store {data.tracking_uri} not reachable or no parent run: artifacts not logged")
+        return None
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(data.tracking_uri).log_artifacts(data.parent_run_id, str(report.out_dir), artifact_path="report")
+    return data.parent_run_id
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.study:
+        data = load_study_dir(args.study, args.tracking_uri, args.baseline)
+        out = Path(args.out) if args.out else Path(args.study) / "report"
+    else:
+        data = load_experiment(args.experiment, args.tracking_uri, args.baseline)
+        out = Path(args.out) if args.out else Path(f"report-{args.experiment}")
+    arms = tuple(args.attention_arms) if args.attention_arms else None
+    for arm in arms or ():
+        if arm not in data.arms:
+            from cjepa.errors import CJepaError
+
+            raise CJepaError(f"--attention-arms: {arm!r} is not an arm; arms are {', '.join(data.arms)}")
+    report = build_report(data, out, images=not args.no_images, attention_arms=arms)  # type: ignore[arg-type]
+    print(report.table_md.read_text())
+    for note in report.notes:
+        print(f"[report] {note}")
+    if not args.no_mlflow:
+        report.artifact_run_id = log_to_parent(report, data)
+        if report.artifact_run_id:
+            print(f"[report] logged to MLflow run {report.artifact_run_id} (artifacts report/) at {data.tracking_uri}")
+    print(f"[report] {report.html} ({len(report.pngs)} figures)")
+    return 0

@@ -1,0 +1,118 @@
+"""Grafana: the dashboard files load, and every metric the cjepa dashboard queries is really exported.
+
+The live part starts a one-CPU local Ray with a known metrics export port and a 1 s report
+interval (Ray's default is 10 s), runs a tiny real training inside a Ray actor with
+:class:`RayMetricsReporter`, and scrapes the node's Prometheus endpoint until every
+``ray_cjepa_*`` name the dashboard queries shows up with the trial's ``run`` label. The actor
+stays alive while scraping: Ray drops a gauge ~2 intervals after its process stops reporting.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dashboards.grafana_json import OUT, build, queried_metrics
+from tests.conftest import tiny_overrides
+
+GRAFANA = Path(__file__).resolve().parents[2] / "dashboards" / "grafana"
+RUN = "grafana-test"
+
+
+def test_dashboard_files_load() -> None:
+    from cjepa.distributed.metrics import GAUGES
+
+    ray_train = json.loads((GRAFANA / "ray_train_grafana_dashboard.json").read_text())
+    assert ray_train["uid"] == "rayTrainDashboard" and ray_train["panels"]
+    assert any("ray_train_" in t["expr"] for p in ray_train["panels"] for t in p.get("targets", []))
+    ours = json.loads(OUT.read_text())
+    assert ours == build(), "cjepa_grafana_dashboard.json is stale: python -m dashboards.grafana_json"
+    assert queried_metrics(ours) == {f"ray_{name}" for name in GAUGES}  # every gauge has a panel, no orphans
+    ids = [p["id"] for p in ours["panels"]]
+    assert len(ids) == len(set(ids))
+    prom = yaml.safe_load((GRAFANA / "prometheus.yml").read_text())
+    files = prom["scrape_configs"][0]["file_sd_configs"][0]["files"]
+    assert files == ["/tmp/ray/prom_metrics_service_discovery.json"]
+
+
+def test_reporter_is_inert_outside_ray(tmp_path: Path) -> None:
+    """`cjepa train` without workers passes through the same reporter list: no Ray, no gauges, no error."""
+    import pickle
+
+    import ray
+
+    from cjepa.distributed.metrics import RayMetricsReporter, metrics_reporters
+
+    assert not ray.is_initialized()
+    rep = RayMetricsReporter()
+    rep.on_start(tmp_path, 0, {})
+    rep.on_step(1, {"loss": 1.0})
+    rep.on_epoch(1, {"loss": 1.0, "knn_target": float("nan")})
+    assert rep._gauges == {} and pickle.loads(pickle.dumps(rep))._gauges == {}
+    assert [type(r) for r in metrics_reporters(0)] == [RayMetricsReporter] and metrics_reporters(1) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_metrics_port():
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    port = _free_port()
+    ray.init(num_cpus=1, include_dashboard=False, _metrics_export_port=port, log_to_driver=False,
+             _system_config={"metrics_report_interval_ms": 1000})
+    try:
+        assert ray.nodes()[0]["MetricsExportPort"] == port
+        yield port
+    finally:
+        ray.shutdown()
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def test_cjepa_metrics_on_live_ray_endpoint(ray_metrics_port: int, tmp_path: Path) -> None:
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class Trainer:
+        def fit(self, overrides: list[str]) -> int:
+            from cjepa.config import load_config
+            from cjepa.distributed.metrics import RayMetricsReporter
+            from cjepa.engine import train
+
+            return len(train(load_config(None, overrides), [RayMetricsReporter(run_name=RUN)]).history)
+
+    overrides = tiny_overrides(tmp_path / "run", "run.log_every=5", "eval.every=1", "eval.train_samples=300",
+                               "eval.test_samples=200", "eval.linear_epochs=5", "eval.raw_baseline=false")
+    trainer = Trainer.remote()
+    assert ray.get(trainer.fit.remote(overrides), timeout=300) == 2
+    wanted = queried_metrics(build())
+    deadline, missing, values = time.monotonic() + 60, wanted, {}
+    while time.monotonic() < deadline:  # until every name is there and the last epoch's values are exported
+        lines = [ln for ln in _scrape(ray_metrics_port).splitlines()
+                 if ln.startswith("ray_cjepa_") and f'run="{RUN}"' in ln]
+        values = {ln.split("{", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines}
+        missing = wanted - set(values)
+        if not missing and values["ray_cjepa_epoch"] == 2.0:
+            break
+        time.sleep(1)
+    ray.kill(trainer)
+    assert not missing, f"not on the Ray metrics endpoint after 60 s: {sorted(missing)}"
+    assert values["ray_cjepa_epoch"] == 2.0 and 0.996 <= values["ray_cjepa_ema_momentum"] <= 1.0
+    assert values["ray_cjepa_img_per_s"] > 0 and 0 <= values["ray_cjepa_knn_target"] <= 1
+
