@@ -27,7 +27,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 # Sections whose change makes a resume inexact or impossible. run.* and eval.* may change.
 RESUME_SECTIONS = ("model", "mask", "loss", "ema", "optim", "data")
 # Keys in those sections that do not change what is computed (where data lives, loader workers).
-RESUME_FREE_KEYS = {"data.num_workers", "data.root", "data.cache_dir", "data.download"}
+RESUME_FREE_KEYS = {"data.num_workers", "data.root", "data.cache_dir", "data.download", "data.skip_corrupt"}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

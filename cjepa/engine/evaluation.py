@@ -43,7 +43,7 @@ class Evaluator:
         self.test_y = test.labels[: ev.test_samples]
         self.baseline: dict[str, float] = {}
         if ev.raw_baseline:
-            key = (f"{cfg.data.dataset}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
+            key = (f"{cfg.data.dataset}:{cfg.data.root}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
                    f":k{ev.knn_k}:T{ev.knn_temperature}:lin{ev.linear_epochs}")
             cache = Path(cfg.data.cache_dir).expanduser() / "raw_baselines.json"
             self.baseline = raw_pixel_baseline(self.train_x, self.train_y, self.test_x, self.test_y,
