@@ -1,28 +1,31 @@
-"""What Ray Train costs: the same run through ``fit_distributed`` (1 worker) and the bare engine.
+"""What Ray Train costs: ``cjepa train --workers 1`` against plain ``cjepa train``, same config.
 
 Why: the Ray layer should be a wrapper, not a tax. Its costs are of two kinds, which this script
 separates by timing a short and a longer run of the same config with both paths and fitting
-``t = a + b * epochs`` per path: ``a`` is fixed start-up (the engine: data and model set-up; Ray:
-that plus the controller, a worker process, torch import and the gloo group in it), ``b`` the
-cost of an epoch (Ray adds per epoch: copying the checkpoint into storage, waiting until the
-controller has committed it, and the report barrier). Goal: ``b_ray / b_bare - 1 <= 5 %``.
+``t = a + b * epochs`` per path: ``a`` is fixed start-up (both: interpreter, torch import, data
+and model set-up; Ray adds the connection, the controller, a worker process with its own imports
+and the gloo group), ``b`` the cost of an epoch (Ray adds per epoch: copying the checkpoint into
+storage and the report barrier; the first checkpoint also waits for the controller's commit).
+Goal: ``b_ray / b_bare - 1 <= 5 %``.
 
-Measurement (bench/README.md rules): one process, fixed torch threads (``run.threads``, and the
-worker reserves as many Ray CPUs), rounds that time all four variants in a rotated order, medians
-over rounds, and the ratio computed per round. ``ray.init`` happens once, before the rounds,
-and is reported on its own line (a local cluster, the dashboard included). Every Ray run gets a
-fresh experiment name, so none resumes another. Evaluation is off: it is rank-0 work identical
-in both paths. Both paths checkpoint every epoch (the engine's atomic ``checkpoint.pt``).
+Both paths run as the command a user types, each in a fresh process (the bare engine inside
+this driver process ran at another speed than in a fresh one, so in-process timing would
+compare process states, not code). Measurement (bench/README.md rules): fixed torch threads
+(``run.threads`` and ``OMP_NUM_THREADS``), rounds that time all four variants in a rotated
+order, medians over rounds, and the ratio computed per round. The Ray commands connect to one
+local cluster started here (``RAY_ADDRESS``); its ``ray.init`` is reported on its own line, since
+``cjepa train --workers`` on a laptop pays it once per command. Every run has its own
+``run.output_dir`` and so its own experiment name: none resumes another. Evaluation and MLflow
+are off (identical rank-0 work in both paths). Both paths checkpoint every epoch.
 
-    python bench/ray_overhead.py                         # cjepa_fmnist_cpu, 5120 images, 1 vs 4 epochs, 3 rounds
-    python bench/ray_overhead.py --rounds 2 --long 3 data.train_subset=2560
+    python bench/ray_overhead.py                         # cjepa_fmnist_cpu, 2560 images, 1 vs 4 epochs, 3 rounds
+    python bench/ray_overhead.py --threads 1 --rounds 2 data.train_subset=5120
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import os
 import platform
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = ["data.train_subset=5120", "eval.every=0", "run.log_every=1000000"]
+DEFAULTS = ["data.train_subset=2560", "eval.every=0", "run.log_every=1000000"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,29 +53,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_cfg(args: argparse.Namespace, epochs: int, out: Path) -> Any:
-    from cjepa.cli import resolve_config_path
-    from cjepa.config import load_config
-
-    return load_config(resolve_config_path(args.config),
-                       [*DEFAULTS, *args.overrides, f"run.epochs={epochs}", f"run.threads={args.threads}",
-                        f"run.output_dir={out}"])
+def command(args: argparse.Namespace, path: str, epochs: int, out: Path, storage: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "cjepa", "train", "--no-mlflow", "--config", args.config,
+           *DEFAULTS, *args.overrides, f"run.epochs={epochs}", f"run.threads={args.threads}", f"run.output_dir={out}"]
+    return cmd + (["--workers", "1", "--storage", str(storage)] if path == "ray" else [])
 
 
-def run_bare(cfg: Any) -> float:
-    from cjepa.engine import JsonlReporter, train
-
+def timed_run(cmd: list[str], env: dict[str, str], log: Path) -> float:
     t0 = time.perf_counter()
-    train(cfg, [JsonlReporter()])
-    return time.perf_counter() - t0
-
-
-def run_ray(cfg: Any, threads: int, storage: Path, name: str) -> float:
-    from cjepa.distributed import fit_distributed
-
-    t0 = time.perf_counter()
-    fit_distributed(cfg, 1, resources_per_worker={"CPU": threads}, storage_path=str(storage), name=name)
-    return time.perf_counter() - t0
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent)
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
+    return seconds
 
 
 def epoch_seconds(out: Path) -> list[float]:
@@ -111,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     busy = subprocess.run(["pgrep", "-af", "cjepa train"], capture_output=True, text=True).stdout.strip()
     if busy:
         print(f"WARNING: other training processes are running; numbers will be noisy:\n{busy}\n")
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before ray.init: the workers inherit it
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     ray.init(num_cpus=max(args.threads, 1), log_to_driver=False)
     init_s = time.perf_counter() - t0
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
 
     rows: list[dict[str, Any]] = []
     variants = [("bare", args.short), ("bare", args.long), ("ray", args.short), ("ray", args.long)]
@@ -122,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             order = variants[rnd % len(variants):] + variants[:rnd % len(variants)]
             for path, epochs in order:
                 out = Path(tmp) / f"r{rnd}-{path}-{epochs}"
-                cfg = make_cfg(args, epochs, out)
-                gc.collect()
-                secs = (run_bare(cfg) if path == "bare"
-                        else run_ray(cfg, args.threads, Path(tmp) / "ray", f"bench-{os.getpid()}-r{rnd}-{epochs}"))
+                cmd = command(args, path, epochs, out, Path(tmp) / "ray")
+                secs = timed_run(cmd, env if path == "ray" else {k: v for k, v in env.items() if k != "RAY_ADDRESS"},
+                                 Path(tmp) / f"{out.name}.log")
                 rows.append({"round": rnd, "path": path, "epochs": epochs, "seconds": secs,
                              "epoch_time_s": epoch_seconds(out)})
                 print(f"round {rnd} {path:4s} {epochs} epoch(s): {secs:7.2f} s", flush=True)
@@ -136,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{platform.node()}  {os.cpu_count()} cores  torch {torch.__version__}  ray {ray.__version__}  "
           f"threads {args.threads}  {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"config {args.config} + {DEFAULTS + args.overrides}")
+    print(f"load average (1/5/15 min) before {load_before}, after {os.getloadavg()}")
     print(f"ray.init (local cluster, once per process): {init_s:.2f} s\n")
     print(f"| path | {args.short} epoch(s) | {args.long} epochs | engine epoch_time_s | fixed a | per epoch b |")
     print("|---|---|---|---|---|---|")
@@ -148,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios = ", ".join(f"{row['b_ratio']:.3f}" for row in summary["per_round"])
     print(f"\nper-epoch overhead of Ray Train: {100 * (med['b_ratio'] - 1):+.1f} % (median of per-round "
           f"b_ray/b_bare: {ratios}; goal <= +5 %)")
-    print(f"fixed start-up added by Ray Train: {med['a_extra']:+.2f} s per fit (ray.init not included)")
+    print(f"fixed start-up added by Ray Train: {med['a_extra']:+.2f} s per command (+ ray.init, once per "
+          "command without a running cluster)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"ray_init_s": init_s, "rows": rows, **summary}, indent=1))

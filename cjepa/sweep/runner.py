@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,9 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
         check_tracking_uri(uri)
         parent = open_parent(study, uri, study_dir, resume)
         tracking = {"tracking_uri": uri, "experiment": study.name, "parent_run_id": parent}
+    # A trial whose trainer had already finished when the driver died ends, after a restore,
+    # without a new report: Tune must not reject that final (metric-less) result.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     connect_ray()
     tuner = build_tuner(study, arms, extra, tracking, storage, resume)
     grid = tuner.fit()

@@ -1,4 +1,6 @@
-"""Studies on a real local Ray cluster with a real MLflow store (slow: Ray Train start-up per trial).
+"""Manual integration test (not collected by default: run `python -m pytest tests/sweep/integration_sweep_ray.py`).
+
+Studies on a real local Ray cluster with a real MLflow store (slow: Ray Train start-up per trial).
 
 - a study's driver is killed mid-way (SIGKILL) and ``--resume`` completes it: no finished trial
   runs again, no MLflow run is duplicated, every child run has one value per epoch;
@@ -31,6 +33,12 @@ def _starts(storage: Path, study: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _terminated_in_tune_state(storage: Path, study: str) -> bool:
+    """Tune has recorded a finished trial in the experiment state it restores from."""
+    return any('\\"status\\": \\"TERMINATED\\"' in p.read_text() or '"status": "TERMINATED"' in p.read_text()
+               for p in (storage / study).glob("experiment_state-*.json"))
+
+
 def _finished_children(client: MlflowClient, study: str) -> list:
     exp = client.get_experiment_by_name(study)
     if exp is None:
@@ -40,30 +48,33 @@ def _finished_children(client: MlflowClient, study: str) -> list:
 
 def test_killed_study_resumes_without_rerunning_or_duplicating(tmp_path):
     storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(_driver(storage, uri), cwd=tmp_path, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # save Tune state often
     client = MlflowClient(uri)
+    client.search_experiments()  # create the store's tables now: two processes migrating at once race
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen(_driver(storage, uri), cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 400
     try:
-        while time.time() < deadline and not _finished_children(client, "tiny_vicreg"):
-            assert proc.poll() is None, "the study ended before it could be interrupted"
-            time.sleep(2)
+        while time.time() < deadline and not _terminated_in_tune_state(storage, "tiny_vicreg"):
+            assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            time.sleep(1)
         assert _finished_children(client, "tiny_vicreg"), "no trial finished in time"
-        time.sleep(3)  # let Tune record the finished trial in its experiment state
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
         proc.wait()
+        log.close()
     finished_before = {r.data.tags["arm"] for r in _finished_children(client, "tiny_vicreg")}
 
     done = subprocess.run(_driver(storage, uri, "--resume"), cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "pid=" not in l)[-1500:]
     assert "beta_vicreg=0.01" in done.stdout and "(baseline)" in done.stdout  # the summary table
 
     starts = [s["trial"] for s in _starts(storage, "tiny_vicreg")]
     for arm in finished_before:  # a finished trial never starts again
-        assert sum(arm in s for s in starts) == 1, starts
+        assert starts.count(f"tiny_vicreg-{arm}-s0") == 1, starts
     exp = client.get_experiment_by_name("tiny_vicreg")
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("cjepa.role") == "study"]
