@@ -22,6 +22,7 @@ hosts cannot connect: export ``GLOO_SOCKET_IFNAME=<interface>`` (e.g. ``eth0``) 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -136,6 +137,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 r.on_failure(exc)
         raise
     shutil.rmtree(run_dir, ignore_errors=True)  # everything is in Ray storage (and exported by the driver)
+    with contextlib.suppress(OSError):  # the experiment's folder, once no other rank's dir is left
+        run_dir.parent.rmdir()
 
 
 def fit_distributed(cfg: Config, num_workers: int, use_gpu: bool = False,
