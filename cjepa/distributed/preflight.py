@@ -72,7 +72,7 @@ def connect_ray() -> str:
     """Use the running Ray, or connect to ``RAY_ADDRESS``, or start a local cluster.
 
     The local cluster gets the machine's cores and Ray's defaults, the dashboard included:
-    with ``include_dashboard=False`` Ray's State API is missing and Tune cannot free the
+    with the dashboard disabled at ray.init Ray's State API is missing and Tune cannot free the
     placement groups of stopped trials (stack-notes, Pitfall 1). Returns a description.
     """
     import ray

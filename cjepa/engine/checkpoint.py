@@ -13,13 +13,12 @@ is tied to timm's own training loop, so we keep the few lines here). Loaded with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cjepa.atomic import atomic_write
 from cjepa.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -31,19 +30,7 @@ RESUME_FREE_KEYS = {"data.num_workers", "data.root", "data.cache_dir", "data.dow
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format_version": FORMAT_VERSION, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save({"format_version": FORMAT_VERSION, **state}, fh))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def ray_metrics_port():
     if ray.is_initialized():
         ray.shutdown()
     port = _free_port()
-    ray.init(num_cpus=1, include_dashboard=False, _metrics_export_port=port, log_to_driver=False,
+    ray.init(num_cpus=1, _metrics_export_port=port, log_to_driver=False,
              _system_config={"metrics_report_interval_ms": 1000})
     try:
         assert ray.nodes()[0]["MetricsExportPort"] == port
