@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cjepa.data.datasets import LabeledImages
-from cjepa.data.transforms import Stat, crop_params, normalize, resized_crops, train_views
+from cjepa.data.transforms import Stat, crop_params, train_views
 from cjepa.errors import DataError
 
 if TYPE_CHECKING:
@@ -128,9 +128,6 @@ class StepBatchDataset(Dataset):
         n, _, height, width = images.shape
         boxes = crop_params(n * self.world_size, height, width, self.crop_scale, (3 / 4, 4 / 3), g)
         mine = boxes[self.rank * n: (self.rank + 1) * n]
-        if images.shape[1] > 1:  # RGB (parquet): same crops; in_chans=1 to normalize = no grey->RGB repeat
-            x = resized_crops(images.to(torch.float32).div_(255.0), mine, self.img_size)
-            return normalize(x, self.mean, self.std, 1)
         return train_views(images, self.img_size, self.crop_scale, self.mean, self.std, g,
                            self.in_chans, boxes=mine)
 

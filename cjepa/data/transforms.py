@@ -99,17 +99,19 @@ def resized_crops(images: Tensor, boxes: Tensor, img_size: int) -> Tensor:
 
 
 def normalize(x: Tensor, mean: Stat, std: Stat, in_chans: int) -> Tensor:
-    """Normalise a (B, 1, S, S) float batch in [0, 1] and repeat grey to ``in_chans`` channels."""
-    if in_chans != 1:
+    """Normalise a (B, C, S, S) float batch in [0, 1]; grey (C = 1) is repeated to ``in_chans`` channels."""
+    if x.shape[1] == 1 and in_chans != 1:
         x = x.repeat(1, in_chans, 1, 1)  # a real copy: models may write into their input
+    elif x.shape[1] != in_chans:
+        raise ValueError(f"images have {x.shape[1]} channels but model.in_chans={in_chans}")
     m = torch.as_tensor(mean, dtype=x.dtype).reshape(-1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype).reshape(-1, 1, 1)
     return (x - m) / s
 
 
 def _check(images_u8: Tensor) -> None:
-    if images_u8.dtype != torch.uint8 or images_u8.ndim != 4 or images_u8.shape[1] != 1:
-        raise ValueError(f"expected (B, 1, H, W) uint8 images, got {tuple(images_u8.shape)} "
+    if images_u8.dtype != torch.uint8 or images_u8.ndim != 4 or images_u8.shape[1] not in (1, 3):
+        raise ValueError(f"expected (B, 1 or 3, H, W) uint8 images, got {tuple(images_u8.shape)} "
                          f"{images_u8.dtype}")
 
 

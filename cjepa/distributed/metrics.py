@@ -9,12 +9,9 @@ finds the nodes through ``/tmp/ray/prom_metrics_service_discovery.json``); the d
 ``dashboards/grafana/cjepa_grafana_dashboard.json`` queries exactly the names in :data:`GAUGES`.
 
 Rank 0 only: the engine's step and epoch metrics are already global means there, and evaluation
-(the collapse figures) runs only on rank 0. Wiring, in ``train_loop_per_worker``
-(cjepa/distributed/ray_trainer.py), before the final ``RayReporter``::
-
-    if rank == 0: reporters.append(RayMetricsReporter())
-
-or, without touching the worker loop, ``fit_distributed(..., reporters=metrics_reporters)``.
+(the collapse figures) runs only on rank 0. ``train_loop_per_worker``
+(cjepa/distributed/ray_trainer.py) adds it on rank 0 of every Ray Train run, so every
+``cjepa train --workers N`` and every study trial publishes these gauges.
 Outside a Ray process the reporter does nothing (``cjepa train`` without workers stays Ray-free).
 """
 

@@ -9,7 +9,8 @@ rank-0 evaluation and checkpoints), so the worker loop only wires Ray to it:
 * one resume mechanism: Ray's latest checkpoint holds the engine's ``checkpoint.pt``; a worker
   copies it into a fresh worker-local run dir and the engine's own exact resume takes over;
 * :class:`~cjepa.distributed.RayReporter` on every rank reports each epoch (Train V2 needs every
-  worker to report), rank 0 attaching the checkpoint; rank 0 also gets console, metrics.jsonl
+  worker to report), rank 0 attaching the checkpoint; rank 0 also gets console, metrics.jsonl,
+  live ``ray.util.metrics`` gauges for Grafana (:class:`~cjepa.distributed.metrics.RayMetricsReporter`)
   and, with ``tracking``, an MLflow run that a restart continues (its id is in the checkpoint);
 * the experiment name is a function of the settings a resume must keep, so re-running the
   same command resumes (Train V2 restores from ``storage_path/name`` by itself).
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cjepa.config import Config, from_dict
+from cjepa.distributed.metrics import RayMetricsReporter
 from cjepa.distributed.preflight import (
     check_placement,
     check_split,
@@ -125,6 +127,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             from cjepa.tracking import MLflowReporter
 
             reporters.append(MLflowReporter(user_cfg, **config["tracking"]))
+        reporters.append(RayMetricsReporter())  # live gauges for Grafana (no-op without a metrics agent)
     factory: ReporterFactory | None = config.get("reporters")
     if factory is not None:
         reporters += factory(rank)

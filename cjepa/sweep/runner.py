@@ -15,13 +15,14 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cjepa.sweep.study import Study, trial_config, validate_study
 
-SUMMARY_METRICS = ("knn_target", "linear_target")
+TRIAL_DRIVER_MEMORY = 256 * 2**20  # bytes: a Tune trial function process with torch imported
 
 
 @dataclass
@@ -72,7 +73,8 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     cfg = trial_config(study, settings, seed, extra)
     name = _slug(f"{study.name}-{arm}-s{seed}")
     with (Path(storage) / study.name / "trial_starts.jsonl").open("a") as fh:  # audit: what ran when
-        fh.write(json.dumps({"trial": name, "trial_id": tune.get_context().get_trial_id()}) + "\n")
+        fh.write(json.dumps({"trial": name, "trial_id": tune.get_context().get_trial_id(),
+                             "time": time.time()}) + "\n")
     cfg.run.output_dir = str(Path(storage) / study.name / "runs" / name)
     track = None
     if tracking:
@@ -82,6 +84,8 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
                     storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
                     callbacks=[TuneReportCallback()])
+    with (Path(storage) / study.name / "trial_ends.jsonl").open("a") as fh:  # bench/sweep_utilisation.py
+        fh.write(json.dumps({"trial": name, "time": time.time()}) + "\n")
 
 
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
@@ -94,8 +98,12 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
 
     trainable = tune.with_parameters(run_trial, study=study, arms=arms, extra=extra, tracking=tracking,
                                      storage=storage)
-    # The trial function only drives a TorchTrainer whose workers hold the real resources.
-    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    # The trial function only drives a TorchTrainer (whose controller asks for 0 CPU); its workers
+    # hold the real resources. So the trial asks for no CPU: with even 0.01 CPU, two one-CPU
+    # workers of two trials no longer fit 2 cores and the trials train one after the other
+    # (measured: docs/benchmarks.md, "Sweep utilisation"). Tune refuses an all-zero request, so
+    # the trial reserves memory instead: about what the waiting driver process holds.
+    trainable = tune.with_resources(trainable, {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
     path = str(Path(storage) / study.name)
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)

@@ -200,6 +200,23 @@ def test_cli_convert_builtin_then_train_a_few_steps(tmp_path: Path, capsys) -> N
     assert result.step == 3 and not result.completed
 
 
+def test_rgb_folder_trains_and_evaluates(folder: Path, tmp_path: Path) -> None:
+    """An RGB image folder end to end: train/ and test/ shards, in_chans=3, per-epoch kNN + probe."""
+    from cjepa.engine import train
+
+    root = tmp_path / "rgb"
+    convert_image_folder(folder, root / "train", shard_size=32, image_format="png")
+    convert_image_folder(folder, root / "test", shard_size=32, image_format="jpeg")
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", "data.dataset=parquet", f"data.root={root}",
+                                           "model.in_chans=3", "optim.batch_size=32", "run.epochs=1",
+                                           "eval.every=1", "eval.train_samples=60", "eval.test_samples=40",
+                                           "eval.linear_epochs=5", "eval.raw_baseline=false"))
+    result = train(cfg)
+    metrics = result.history[-1]
+    assert result.completed and 0.0 <= metrics["knn_target"] <= 1.0 and 0.0 <= metrics["linear_target"] <= 1.0
+    assert metrics["knn_target"] > 0.25  # 4 classes differ in brightness: chance is 0.25
+
+
 def test_image_is_png_readable_by_pil(shards: Path) -> None:
     with Image.open(io.BytesIO(ParquetImages(shards).read_bytes(0))) as im:
         assert im.format == "PNG" and im.size == (W, H)

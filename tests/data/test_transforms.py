@@ -102,3 +102,19 @@ def test_crop_params_follow_torchvision_rules() -> None:
     fb = crop_params(3, 28, 28, (1.0, 1.0), (2.0, 3.0), _gen(0))
     assert fb.tolist() == [[7, 0, 14, 28]] * 3
     assert math.isclose(fb[0, 3] / fb[0, 2], 2.0)
+
+
+def test_rgb_images_keep_their_channels() -> None:
+    """RGB (Parquet shards of an image folder): channels are resampled alike and normalised per channel."""
+    rgb = torch.randint(0, 256, (4, 3, 24, 32), dtype=torch.uint8, generator=_gen(3))
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    ev = eval_view(rgb, 16, mean, std, in_chans=3)
+    assert ev.shape == (4, 3, 16, 16)
+    for c in range(3):  # each channel equals the grey path on that channel alone
+        grey = eval_view(rgb[:, c:c + 1].contiguous(), 16, mean[c], std[c])
+        assert torch.allclose(ev[:, c:c + 1], grey, atol=1e-6)
+    tv = train_views(rgb, 16, (1.0, 1.0), mean, std, _gen(0), in_chans=3, ratio=(1.0, 1.0),
+                     boxes=torch.tensor([[0, 0, 24, 32]] * 4))
+    assert (tv - ev).abs().max().item() < 1e-5  # a full crop is the evaluation view
+    with pytest.raises(ValueError, match="in_chans=1"):
+        eval_view(rgb, 16, mean, std, in_chans=1)

@@ -1,6 +1,8 @@
-"""Manual integration test (not collected by default: run `python -m pytest tests/sweep/integration_sweep_ray.py`).
+"""Studies on a real local Ray cluster with a real MLflow store (slow: Ray Train start-up per trial).
 
-Studies on a real local Ray cluster with a real MLflow store (slow: Ray Train start-up per trial).
+One local Ray at a time: with two on a machine, Train V2's placement-group cleaner fails
+("Found multiple active Ray instances") and stopped trials hang, so the module first shuts down
+the in-process Ray that earlier test modules share, and shuts down its own at the end.
 
 - a study's driver is killed mid-way (SIGKILL) and ``--resume`` completes it: no finished trial
   runs again, no MLflow run is duplicated, every child run has one value per epoch;
@@ -22,6 +24,15 @@ from mlflow.tracking import MlflowClient
 
 DRIVER = Path(__file__).with_name("study_driver.py")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_local_ray():
+    import ray
+
+    ray.shutdown()
+    yield
+    ray.shutdown()
 
 
 def _driver(storage: Path, uri: str, *args: str) -> list[str]:
