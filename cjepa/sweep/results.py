@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ from cjepa.sweep.study import Study, trial_config
 SUMMARY_METRICS = ("knn_target", "linear_target")
 _DROP = {"config", "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
          "time_since_restore", "iterations_since_restore", "done", "should_checkpoint", "experiment_tag"}
+
+
+def param_key(name: str) -> str:
+    """An MLflow param key for a free-form name: MLflow allows only alphanumerics and ``_-. :/``,
+    so an arm like ``EMA + invariance`` or ``I-JEPA (EMA only)`` becomes ``EMA _ invariance`` /
+    ``I-JEPA _EMA only_`` (the exact name stays in the child runs' ``arm`` tag)."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)[:250]
 
 
 def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) -> str:
@@ -40,7 +48,7 @@ def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) 
               "scheduler": study.scheduler, "metric": study.metric, "baseline": str(study.baseline),
               "workers_per_trial": str(study.workers_per_trial), "overrides": " ".join(study.overrides)[:5000]}
     params.update({f"factor.{k}": str(v)[:5000] for k, v in study.factors.items()})
-    params.update({f"arm.{k}": json.dumps(v, default=str)[:5000] for k, v in study.arms.items()})
+    params.update({param_key(f"arm.{k}"): json.dumps(v, default=str)[:5000] for k, v in study.arms.items()})
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
     study_dir.mkdir(parents=True, exist_ok=True)
