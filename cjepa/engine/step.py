@@ -96,8 +96,10 @@ def train_step(online: nn.Module, target: nn.Module, optimizer: torch.optim.Opti
                             "lower optim.lr or check the loss coefficients")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_norm)
+    if cfg.optim.grad_clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.optim.grad_clip)
+    else:  # the logged norm only: clip_grad_norm_ would also rescale every gradient by 1
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in online.parameters() if p.grad is not None])
     optimizer.step()
     ema_update(target, unwrap(online).encoder, momentum)
     logs.update(grad_norm=float(grad_norm), lr=lr, weight_decay=weight_decay, ema_momentum=momentum)
