@@ -2,7 +2,8 @@
 
 One run's curves already exist (cjepa.tracking.plots, logged per run); these compare *arms*: each
 line is the mean over seeds at each epoch and the band its Student-t 95 % interval
-(cjepa.sweep.stats.mean_ci), so a gap between arms can be told from seed noise. Accuracy panels
+(cjepa.sweep.stats.mean_ci), so a gap between arms can be told from seed noise; with fewer than
+3 seeds the band is the seeds' range instead (a 2-seed t-interval spans the whole panel). Accuracy panels
 carry the raw-pixel kNN / linear baselines as dashed lines: an SSL number below them means the
 encoder is worse than no encoder.
 """
@@ -48,21 +49,37 @@ def _scale(metric: str) -> float:
 
 
 def _bounds(metric: str) -> tuple[float, float]:
-    """Where a CI may be drawn: a t-interval over few seeds can leave [0, 100] %, accuracy cannot."""
-    return (0.0, 100.0) if metric in ACCURACY else (-math.inf, math.inf)
+    """Where a band may be drawn: accuracy stays in [0, 100] %, RankMe >= 1, every other figure >= 0
+    (a t-interval over few seeds leaves these ranges easily)."""
+    if metric in ACCURACY:
+        return 0.0, 100.0
+    return (1.0 if metric.endswith("eff_rank") else 0.0), math.inf
+
+
+#: below this many seeds the band is the seeds' range: with 2 seeds the t-interval is ±12.7 x the
+#: half-difference and fills the panel without telling arms apart.
+MIN_SEEDS_FOR_CI = 3
+
+
+def band_name(seeds: int) -> str:
+    return "band = 95 % t-interval" if seeds >= MIN_SEEDS_FOR_CI else "band = min-max over seeds"
 
 
 def arm_curve(data: StudyData, arm: str, metric: str) -> tuple[list[int], list[float], list[float], list[float]]:
-    """Epochs, mean, CI low, CI high over the arm's seeds (epochs with no value are skipped)."""
+    """Epochs, mean, band low, band high over the arm's seeds (epochs with no value are skipped).
+
+    The band is the Student-t 95 % interval with >= MIN_SEEDS_FOR_CI seeds, else the seeds' range."""
     sub = data.df[data.df["arm"] == arm]
     xs, mean, low, high = [], [], [], []
     for epoch, group in sub.groupby("epoch"):
-        iv = mean_ci(group[metric].dropna().tolist())
+        values = group[metric].dropna().tolist()
+        iv = mean_ci(values)
         if iv.n:
             xs.append(int(epoch))
             mean.append(iv.mean)
-            low.append(iv.low)
-            high.append(iv.high)
+            ci = iv.n >= MIN_SEEDS_FOR_CI
+            low.append(iv.low if ci else min(values))
+            high.append(iv.high if ci else max(values))
     return xs, mean, low, high
 
 
@@ -78,36 +95,44 @@ def _panel(ax: Any, data: StudyData, metric: str, title: str, ylabel: str) -> No
                 linewidth=max(1.2, 3.0 - 0.6 * i), label=label(arm))
         lo, hi = _bounds(metric)
         ax.fill_between(xs, [max(v * s, lo) for v in low], [min(v * s, hi) for v in high], color=color,
-                        alpha=0.2, linewidth=0)
+                        alpha=0.12, linewidth=0)
         drawn += 1
     kind = metric.split("_", 1)[0]
     if metric in ACCURACY and kind in RAW and data.has(RAW[kind]):
         raw = float(data.df[RAW[kind]].dropna().iloc[-1]) * 100
-        ax.axhline(raw, color="0.3", linestyle="--", linewidth=1.2, label=f"raw pixels, {kind} ({raw:.1f} %)")
-        drawn += 1
+        ax.axhline(raw, color="0.3", linestyle="--", linewidth=1.2)
+        ax.annotate(f"raw pixels, {kind}: {raw:.1f} %", xy=(0.99, raw), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=8, color="0.3")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel, fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=7)
-    else:
+    if not drawn:
         ax.text(0.5, 0.5, "not recorded in this study", ha="center", va="center", transform=ax.transAxes)
 
 
 def _grid_figure(data: StudyData, panels: dict[str, tuple[str, str]], path: Path, title: str, cols: int) -> Path:
+    """Panels in a grid and one legend for the whole figure below them (per-panel legends hid the curves)."""
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows + 0.9), squeeze=False)
     try:
         for ax, (metric, (name, ylabel)) in zip(axes.flat, panels.items()):
             _panel(ax, data, metric, name, ylabel)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
+        handles: dict[str, Any] = {}
+        for ax in axes.flat:  # every arm once, in study order, even if its first panel lacks it
+            for handle, name in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(name, handle)
+        order = [label(a) for a in data.arms if label(a) in handles]
         seeds = len(data.seeds)
         fig.suptitle(f"{title} — study {data.name}: mean over {seeds} seed{'s' * (seeds != 1)}, "
-                     "band = 95 % t-interval", fontsize=11)
-        fig.tight_layout()
+                     f"{band_name(seeds)}", fontsize=11)
+        fig.tight_layout(rect=(0, 0.9 / (3.9 * rows + 0.9), 1, 1))
+        if order:
+            fig.legend([handles[n] for n in order], order, loc="lower center", ncol=min(4, len(order)),
+                       fontsize=9, frameon=False)
         fig.savefig(path, dpi=DPI)
     finally:
         plt.close(fig)
