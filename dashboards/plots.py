@@ -31,6 +31,8 @@ RAW = {"knn": "raw_knn_acc", "linear": "raw_linear_acc"}
 CONVERGENCE: dict[str, tuple[str, str]] = {
     "knn_target": ("kNN accuracy, target encoder", "test accuracy (%)"),
     "linear_target": ("Linear probe, target encoder", "test accuracy (%)"),
+    "knn_context": ("kNN accuracy, context encoder", "test accuracy (%)"),
+    "linear_context": ("Linear probe, context encoder", "test accuracy (%)"),
     "loss_jepa": ("JEPA loss", "smooth-L1 / L2 loss (per element)"),
     "vicreg_inv": ("VICReg invariance (unweighted)", "mean squared difference"),
     "vicreg_var": ("VICReg variance (unweighted)", "hinge on per-feature std"),
@@ -140,7 +142,7 @@ def _grid_figure(data: StudyData, panels: dict[str, tuple[str, str]], path: Path
 
 
 def convergence_plot(data: StudyData, path: Path) -> Path:
-    return _grid_figure(data, CONVERGENCE, path, "Convergence per arm", cols=3)
+    return _grid_figure(data, CONVERGENCE, path, "Convergence per arm", cols=4)
 
 
 def collapse_plot(data: StudyData, path: Path) -> Path:

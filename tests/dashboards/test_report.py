@@ -37,7 +37,7 @@ def test_report_files_and_table(report_dir: Path) -> None:
     assert "I-JEPA (EMA only) [beta_vicreg=0.0]" in rows[0] and "63.7" in rows[0]  # the paper's number beside ours
     assert "(baseline)" in rows[0]
     cells = [c.strip() for c in rows[1].strip("|").split("|")]
-    assert sum("±" in c for c in cells) == 4  # two metrics, mean ± CI and paired Δ ± CI each
+    assert sum("±" in c for c in cells) == 8  # kNN + linear of target and context: mean ± CI, paired Δ ± CI
     assert any(c.startswith(("+", "-")) and "±" in c for c in cells)  # a signed paired difference
     assert "ImageNet" in table and "Δ" in table
     page = (report_dir / "report.html").read_text()
