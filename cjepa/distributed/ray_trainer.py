@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import shutil
 import sys
@@ -98,12 +99,24 @@ class _StdoutProxy:
         sys.stdout.flush()
 
 
+def _quiet_report_log() -> None:
+    """Train V2 logs every ``ray.train.report`` at INFO with the whole metrics dict (~2 kB per
+    epoch per worker, forwarded to the driver's console); rank 0's ConsoleReporter already prints
+    a readable line. Its logger is private and named after its file, so this stays best-effort."""
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Body of every Ray Train worker: fresh run dir <- Ray checkpoint, then ``cjepa.engine.train``."""
     import ray.train
 
     from cjepa.engine import ConsoleReporter, JsonlReporter, train
 
+    _quiet_report_log()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     user_cfg = from_dict(config["cfg"])  # as given: MLflow's params, tags and run name come from it
