@@ -86,14 +86,14 @@ def per_trial(study_dir: Path) -> list[dict[str, float | str]]:
         path = study_dir / name
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
-    starts = {r["trial"]: r["time"] for r in lines("trial_starts.jsonl")}
+    starts = {r["trial"]: (r["time"], r["trial_id"]) for r in lines("trial_starts.jsonl")}
     ends = {r["trial"]: r["time"] for r in lines("trial_ends.jsonl")}
     rows = pq.read_table(study_dir / "results.parquet").to_pylist()
     out = []
-    for name, start in sorted(starts.items(), key=lambda kv: kv[1]):
+    for name, (start, trial_id) in sorted(starts.items(), key=lambda kv: kv[1][0]):
         if name not in ends:
             continue
-        mine = [r for r in rows if f"{r['arm']}-s{r['seed']}" in name]
+        mine = [r for r in rows if r["trial_id"] == trial_id]  # trial names are slugs of the arm names
         train = sum(r.get("epoch_time_s") or 0.0 for r in mine)
         evaluation = sum(r.get("eval_time_s") or 0.0 for r in mine)
         wall = ends[name] - start
