@@ -1,8 +1,9 @@
 """bf16 autocast, the GPU path's precision, exercised on CPU (``run.precision=bf16``).
 
 CUDA takes the same code path (``resolve_autocast`` -> ``torch.autocast(device, bfloat16)``), so
-this catches dtype mistakes without a GPU: the loss must stay finite, the VICReg statistics in
-float32, and one epoch must land close to the float32 run of the same seed.
+this catches dtype mistakes without a GPU: every loss term must stay finite and one epoch must
+land close to the float32 run of the same seed. (That the VICReg statistics are computed in
+float32 under autocast is tests/losses/test_vicreg.py's test_low_precision_input_is_computed_in_fp32.)
 """
 
 import math
