@@ -120,6 +120,7 @@ class DataConfig:
     download: bool = False  # fetch + checksum into cache_dir when the files are missing
     cache_dir: str = "~/.cache/cjepa"
     crop_scale: tuple[float, float] = (0.3, 1.0)
+    hflip: float = 0.0  # probability of a horizontal flip per view (I-JEPA uses none)
     num_workers: int = 0
     train_subset: int = 0  # 0: the whole training split
     skip_corrupt: bool = False  # parquet: replace undecodable images (next valid row of the class) instead of failing
@@ -135,6 +136,9 @@ class EvalConfig:
     linear_epochs: int = 100
     linear_lr: float = 1e-2
     encoders: tuple[str, ...] = ("target", "context")
+    # Feature read-outs: "mean" of patch tokens (I-JEPA's protocol: knn_target, linear_target, ...)
+    # and optionally "gridK" (KxK spatial cells): reported as knn_target_gridK, linear_target_gridK.
+    poolings: tuple[str, ...] = ("mean",)
     raw_baseline: bool = True
 
 
@@ -405,6 +409,7 @@ def validate(cfg: Config) -> None:
     lo, hi = d.crop_scale
     if not (0 < lo <= hi <= 1):
         raise ConfigError(f"data.crop_scale={[lo, hi]}: expected 0 < min <= max <= 1")
+    _in_range("data.hflip", d.hflip, 0.0, 1.0)
     if d.num_workers < 0 or d.train_subset < 0:
         raise ConfigError("data.num_workers and data.train_subset must be >= 0")
 
@@ -418,6 +423,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"eval.linear_epochs: expected >= 0 (0 = no probe), got {ev.linear_epochs}")
     for enc in ev.encoders:
         _choice("eval.encoders", enc, ("target", "context"))
+    if "mean" not in ev.poolings:
+        raise ConfigError(f"eval.poolings={list(ev.poolings)}: must include 'mean' (the paper's protocol)")
+    grid_side = m.img_size // m.patch_size
+    for name in ev.poolings:
+        cells = int(name[4:]) if name.startswith("grid") and name[4:].isdigit() else -1
+        if name != "mean" and not 1 <= cells <= grid_side:
+            raise ConfigError(f"eval.poolings: {name!r} is not 'mean' or 'gridK' with 1 <= K <= {grid_side} "
+                              "(the token grid's side)")
 
     _positive("run.epochs", run.epochs)
     if run.max_steps < 0 or run.checkpoint_every < 0 or run.threads < 0:

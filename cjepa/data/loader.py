@@ -112,7 +112,7 @@ class StepBatchDataset(Dataset):
 
     def __init__(self, data: LabeledImages | ParquetImages, img_size: int, crop_scale: tuple[float, float],
                  mean: Stat, std: Stat, in_chans: int, seed: int, mask_fn: Callable[[int, int], Any] | None,
-                 two_views: bool = False, rank: int = 0, world_size: int = 1) -> None:
+                 two_views: bool = False, rank: int = 0, world_size: int = 1, hflip: float = 0.0) -> None:
         chans = int(data.images.shape[1])  # ParquetImages decodes in __getitem__: in the DataLoader workers
         if chans not in (1, in_chans):
             raise DataError(f"the images have {chans} channels but model.in_chans={in_chans}")
@@ -120,6 +120,7 @@ class StepBatchDataset(Dataset):
         self.mean, self.std, self.in_chans = mean, std, in_chans
         self.seed, self.mask_fn, self.two_views = seed, mask_fn, two_views
         self.rank, self.world_size = rank, world_size
+        self.hflip = hflip
 
     def __len__(self) -> int:
         return len(self.data)
@@ -127,9 +128,13 @@ class StepBatchDataset(Dataset):
     def _view(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n, _, height, width = images.shape
         boxes = crop_params(n * self.world_size, height, width, self.crop_scale, (3 / 4, 4 / 3), g)
-        mine = boxes[self.rank * n: (self.rank + 1) * n]
-        return train_views(images, self.img_size, self.crop_scale, self.mean, self.std, g,
-                           self.in_chans, boxes=mine)
+        rows = slice(self.rank * n, (self.rank + 1) * n)
+        view = train_views(images, self.img_size, self.crop_scale, self.mean, self.std, g,
+                           self.in_chans, boxes=boxes[rows])
+        if self.hflip > 0:  # drawn only when on: with flips off the stream (and old runs) is unchanged
+            flip = (torch.rand(n * self.world_size, generator=g) < self.hflip)[rows]
+            view[flip] = view[flip].flip(-1)
+        return view
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         step, idx = key

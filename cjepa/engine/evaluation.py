@@ -17,7 +17,7 @@ from cjepa.config import Config
 from cjepa.data import dataset_stats, eval_view, load_split
 from cjepa.eval import (
     collapse_metrics,
-    extract_features,
+    extract_pooled,
     knn_accuracy,
     linear_probe_accuracy,
     raw_pixel_baseline,
@@ -52,20 +52,25 @@ class Evaluator:
                                                cache_key=key)
         self.mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
 
-    def _features(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return extract_features(encoder, x, batch_size=512, device=self.device,
-                                autocast_dtype=self.autocast_dtype)
+    def _features(self, encoder: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return extract_pooled(encoder, x, batch_size=512, device=self.device,
+                              autocast_dtype=self.autocast_dtype, poolings=tuple(self.cfg.eval.poolings))
 
     def score(self, encoder: nn.Module, name: str) -> dict[str, float]:
+        """kNN and linear probe per pooling (``mean`` unsuffixed), collapse metrics of the mean."""
         ev = self.cfg.eval
-        tr, te = self._features(encoder, self.train_x), self._features(encoder, self.test_x)
-        out = {f"knn_{name}": knn_accuracy(tr, self.train_y, te, self.test_y, k=ev.knn_k,
-                                           temperature=ev.knn_temperature)}
-        if ev.linear_epochs > 0:
-            probe = linear_probe_accuracy(tr, self.train_y, te, self.test_y, epochs=ev.linear_epochs,
-                                          lr=ev.linear_lr, seed=self.cfg.run.seed)
-            out[f"linear_{name}"] = probe["acc"]
-        out.update(collapse_metrics(te, name))
+        train_f, test_f = self._features(encoder, self.train_x), self._features(encoder, self.test_x)
+        out: dict[str, float] = {}
+        for pooling in ev.poolings:
+            tr, te = train_f[pooling], test_f[pooling]
+            suffix = "" if pooling == "mean" else f"_{pooling}"
+            out[f"knn_{name}{suffix}"] = knn_accuracy(tr, self.train_y, te, self.test_y, k=ev.knn_k,
+                                                      temperature=ev.knn_temperature)
+            if ev.linear_epochs > 0:
+                probe = linear_probe_accuracy(tr, self.train_y, te, self.test_y, epochs=ev.linear_epochs,
+                                              lr=ev.linear_lr, seed=self.cfg.run.seed)
+                out[f"linear_{name}{suffix}"] = probe["acc"]
+        out.update(collapse_metrics(test_f["mean"], name))
         return out
 
     @torch.no_grad()

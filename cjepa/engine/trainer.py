@@ -147,7 +147,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
     dataset = StepBatchDataset(data, m.img_size, cfg.data.crop_scale, mean, std, m.in_chans, cfg.run.seed,
                                mask_gen, two_views=cfg.loss.vicreg_on and cfg.loss.vicreg_mode == "two_views",
-                               rank=rank, world_size=world)
+                               rank=rank, world_size=world, hflip=cfg.data.hflip)
     probe_sampler = StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed)
     sched = Schedules(cfg, probe_sampler.steps_per_epoch)
     spe, total = sched.steps_per_epoch, sched.total_steps
@@ -216,6 +216,10 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
         if step % spe == 0:
             epoch = step // spe
             metrics = {"epoch": float(epoch), "step": float(step), **meter.means(world)}
+            # The budget a trial has used (kept in the checkpoint, so it survives resume):
+            # training seconds x threads x processes, in CPU-minutes (evaluation excluded).
+            extra["train_time_s"] = float(extra.get("train_time_s", 0.0)) + metrics["epoch_time_s"]
+            metrics["train_cpu_min"] = extra["train_time_s"] * torch.get_num_threads() * world / 60.0
             if evaluator is not None and (epoch % cfg.eval.every == 0 or step == total):
                 t0 = time.perf_counter()
                 metrics.update(evaluator.evaluate(unwrap(online), target))

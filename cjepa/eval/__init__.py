@@ -6,14 +6,17 @@ the CLI and the sweep layer; no tracking or orchestration imports.
 
 from cjepa.eval.baseline import raw_pixel_baseline
 from cjepa.eval.collapse import collapse_metrics, effective_rank, feature_std, mean_abs_offdiag_corr
-from cjepa.eval.features import extract_features
+from cjepa.eval.features import check_pooling, extract_features, extract_pooled, pool_tokens
 from cjepa.eval.knn import knn_accuracy, knn_predict
 from cjepa.eval.linear_probe import linear_probe_accuracy
 
 __all__ = [
     "collapse_metrics",
     "effective_rank",
+    "check_pooling",
     "extract_features",
+    "extract_pooled",
+    "pool_tokens",
     "feature_std",
     "knn_accuracy",
     "knn_predict",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cjepa.sweep.study import Study, trial_config, validate_study
+from cjepa.sweep.study import Space, Study, trial_config, validate_study
 
 TRIAL_DRIVER_MEMORY = 256 * 2**20  # bytes: a Tune trial function process with torch imported
 
@@ -37,6 +37,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:80]
 
 
+def _indexed(dim: Space) -> bool:
+    """Optuna's categorical values must be None/bool/int/float/str: list-valued choices (e.g.
+    ``data.crop_scale`` pairs) are searched as indices and mapped back in :func:`trial_arm`."""
+    return dim.kind == "choice" and any(isinstance(c, (list, tuple)) for c in dim.choices)
+
+
 def _optuna_space(study: Study) -> dict[str, Any]:
     from ray import tune
 
@@ -46,16 +52,26 @@ def _optuna_space(study: Study) -> dict[str, Any]:
             space[key] = tune.loguniform(dim.low, dim.high)
         elif dim.kind == "uniform":
             space[key] = tune.uniform(dim.low, dim.high)
+        elif _indexed(dim):
+            space[key] = tune.choice(list(range(len(dim.choices))))
         else:
             space[key] = tune.choice(list(dim.choices))
     return space
+
+
+def _optuna_points(study: Study) -> list[dict[str, Any]] | None:
+    """``Study.initial_points`` in the searcher's terms (indices for list-valued choices)."""
+    if not study.initial_points:
+        return None
+    return [{k: (study.space[k].choices.index(v) if _indexed(study.space[k]) else v) for k, v in point.items()}
+            for point in study.initial_points]
 
 
 def trial_arm(config: dict[str, Any], study: Study, arms: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """(arm name, settings) of a trial's Tune config."""
     if study.search == "grid":
         return config["arm"], arms[config["arm"]]
-    settings = {k: config[k] for k in study.space}
+    settings = {k: (dim.choices[config[k]] if _indexed(dim) else config[k]) for k, dim in study.space.items()}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"optuna-{digest}", settings
 
@@ -118,7 +134,8 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
         from ray.tune.search.optuna import OptunaSearch
 
         space = {**_optuna_space(study), "seed": study.seeds[0]}
-        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=study.seeds[0]))
+        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=study.seeds[0]),
+                                  points_to_evaluate=_optuna_points(study))
         num_samples = study.num_samples
     stop = (CollapseStopper(study.collapse_std, study.collapse_patience, Path(path) / "stop_reasons.jsonl")
             if study.collapse_std > 0 else None)

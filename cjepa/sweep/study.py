@@ -19,7 +19,8 @@ from cjepa.errors import ConfigError
 
 # Metrics the engine reports every epoch (cjepa.engine.trainer) and after evaluation (Evaluator).
 TRAIN_METRICS = {"loss", "loss_jepa", "loss_vicreg", "vicreg_inv", "vicreg_var", "vicreg_cov", "lr",
-                 "weight_decay", "ema_momentum", "grad_norm", "img_per_s", "epoch_time_s", "epoch", "step"}
+                 "weight_decay", "ema_momentum", "grad_norm", "img_per_s", "epoch_time_s", "train_cpu_min",
+                 "epoch", "step"}
 EVAL_METRICS = {f"{kind}_{enc}" for kind in ("knn", "linear") for enc in ("target", "context")}
 COLLAPSE_SUFFIXES = ("std_min", "std_mean", "std_mean_normalized", "eff_rank", "offdiag_corr")
 SEARCHES = ("grid", "optuna")
@@ -48,6 +49,7 @@ class Study:
     search: str = "grid"
     space: dict[str, Space] = field(default_factory=dict)  # optuna only
     num_samples: int = 8  # optuna only
+    initial_points: tuple[dict[str, Any], ...] = ()  # optuna only: settings tried first (seed the TPE)
     metric: str = "knn_target"
     mode: str = "max"
     scheduler: str = "none"
@@ -105,9 +107,11 @@ def reported_metrics(cfg: Config) -> set[str]:
     names = set(TRAIN_METRICS)
     if cfg.eval.every > 0:
         for enc in cfg.eval.encoders:
-            names.add(f"knn_{enc}")
-            if cfg.eval.linear_epochs > 0:
-                names.add(f"linear_{enc}")
+            for pooling in cfg.eval.poolings:
+                suffix = "" if pooling == "mean" else f"_{pooling}"
+                names.add(f"knn_{enc}{suffix}")
+                if cfg.eval.linear_epochs > 0:
+                    names.add(f"linear_{enc}{suffix}")
             names.update(f"{enc}_{s}" for s in COLLAPSE_SUFFIXES)
         names.update(f"pred_{s}" for s in COLLAPSE_SUFFIXES)
         if cfg.eval.raw_baseline:
@@ -148,6 +152,22 @@ def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, di
                 raise ConfigError(f"{where}: space {key!r}: need 0 < low < high for {dim.kind}")
         if study.num_samples < 1:
             raise ConfigError(f"{where}: num_samples must be >= 1")
+        for i, point in enumerate(study.initial_points):
+            if set(point) != set(study.space):
+                raise ConfigError(f"{where}: initial_points[{i}] must set exactly the space's keys "
+                                  f"({', '.join(sorted(study.space))}), got {', '.join(sorted(point))}")
+            for key, value in point.items():
+                dim = study.space[key]
+                if dim.kind == "choice" and value not in dim.choices:
+                    raise ConfigError(f"{where}: initial_points[{i}] {key}={value!r} is not one of "
+                                      f"{list(dim.choices)}")
+                if dim.kind != "choice" and not dim.low <= value <= dim.high:
+                    raise ConfigError(f"{where}: initial_points[{i}] {key}={value!r} is outside "
+                                      f"[{dim.low}, {dim.high}]")
+            try:
+                trial_config(study, point, study.seeds[0], extra)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: initial_points[{i}]: {exc}") from None
     arms = study.arm_settings() if study.search == "grid" else {"optuna": {}}
     if not arms:
         raise ConfigError(f"{where}: no arms (give factors with levels or named arms)")

@@ -128,3 +128,25 @@ def test_workers_agree_with_main_process() -> None:
         for name in ("images", "images2", "labels"):
             assert torch.equal(a[name], b[name])
         assert isinstance(b["masks"], FakeMasks) and torch.equal(a["masks"].context, b["masks"].context)
+
+
+def _flip_dataset(hflip: float, rank: int = 0, world_size: int = 1) -> StepBatchDataset:
+    return StepBatchDataset(_data(), 16, (0.3, 1.0), (0.5,), (0.25,), 1, seed=7, mask_fn=None,
+                            rank=rank, world_size=world_size, hflip=hflip)
+
+
+def test_hflip_mirrors_the_same_crops() -> None:
+    key = next(iter(StepBatchSampler(103, 8, seed=7, epochs=1)))
+    plain, always, half = _flip_dataset(0.0)[key], _flip_dataset(1.0)[key], _flip_dataset(0.5)[key]
+    assert torch.equal(always["images"], plain["images"].flip(-1))  # flips drawn after the crops
+    flipped = [not torch.equal(h, p) for h, p in zip(half["images"], plain["images"], strict=True)]
+    for h, p, f in zip(half["images"], plain["images"], flipped, strict=True):
+        assert torch.equal(h, p.flip(-1) if f else p)
+    assert 0 < sum(flipped) < 8  # p = 0.5 on 8 images: some of each (fixed seed)
+
+
+def test_hflip_rank_slices_match_one_process() -> None:
+    full = _flip_dataset(0.5)[next(iter(StepBatchSampler(103, 8, seed=7, epochs=1)))]
+    parts = [_flip_dataset(0.5, r, 2)[next(iter(StepBatchSampler(103, 8, seed=7, epochs=1, rank=r, world_size=2)))]
+             for r in range(2)]
+    assert torch.equal(torch.cat([p["images"] for p in parts]), full["images"])

@@ -30,7 +30,7 @@ from tests.conftest import tiny_overrides
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this module
 
 KILL_STEP = 30
-TIMING = {"img_per_s", "epoch_time_s", "eval_time_s"}
+TIMING = {"img_per_s", "epoch_time_s", "eval_time_s", "train_cpu_min"}
 
 
 class KillOnce(Reporter):

@@ -85,3 +85,21 @@ def test_autocast_bf16_on_cpu() -> None:
     low = extract_features(enc, images, autocast_dtype=torch.bfloat16)
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, ref, rtol=0.05, atol=0.05)
+
+
+def test_grid_pooling_by_hand() -> None:
+    from cjepa.eval import pool_tokens
+
+    tokens = torch.arange(2 * 16 * 3, dtype=torch.float32).reshape(2, 16, 3)  # a 4x4 grid of 3-d tokens
+    out = pool_tokens(tokens, "grid2")
+    assert out.shape == (2, 12)
+    grid = tokens.reshape(2, 4, 4, 3)
+    top_left = grid[:, :2, :2].mean(dim=(1, 2))  # cell (0, 0): rows 0-1, columns 0-1
+    bottom_right = grid[:, 2:, 2:].mean(dim=(1, 2))
+    cells = out.reshape(2, 3, 2, 2)  # (B, D, K, K): features first, then cells row-major
+    assert torch.allclose(cells[:, :, 0, 0], top_left) and torch.allclose(cells[:, :, 1, 1], bottom_right)
+    assert torch.allclose(pool_tokens(tokens, "grid1"), tokens.mean(dim=1))
+    with pytest.raises(ValueError, match="gridK"):
+        pool_tokens(tokens, "spatial")
+    with pytest.raises(ValueError, match="square token grid"):
+        pool_tokens(tokens[:, :15], "grid2")

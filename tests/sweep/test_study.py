@@ -42,6 +42,12 @@ def test_grid_arms_and_trial_config():
     ({"search": "optuna", "factors": {}, "space": {"loss.beta_vicreg": Space("loguniform", 0.0, 1.0)}},
      ["0 < low < high"]),
     ({"arms": {"a": {"loss.beta_sim": 1.0}}}, ["factors", "named arms", "not both"]),
+    ({"search": "optuna", "factors": {}, "space": {"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)},
+      "initial_points": ({"loss.beta_sim": 1.0},)}, ["initial_points[0]", "exactly the space's keys"]),
+    ({"search": "optuna", "factors": {}, "space": {"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)},
+      "initial_points": ({"loss.beta_vicreg": 0.5},)}, ["initial_points[0]", "outside"]),
+    ({"search": "optuna", "factors": {}, "space": {"data.hflip": Space("choice", choices=(0.0, 0.5))},
+      "initial_points": ({"data.hflip": 0.7},)}, ["initial_points[0]", "not one of"]),
 ])
 def test_bad_studies(kw, words):
     with pytest.raises(ConfigError) as err:
@@ -61,3 +67,19 @@ def test_every_study_script_is_valid(script, full):
     assert arms and study.name.endswith("_full") == full
     if study.search == "grid":
         assert study.baseline in arms
+
+
+def test_list_valued_choices_travel_as_indices():
+    """Optuna's categorical values must be scalars: a list-valued choice is searched by index and
+    reaches the trial's config as the list itself."""
+    from cjepa.sweep.runner import _optuna_points, trial_arm
+
+    space = {"data.crop_scale": Space("choice", choices=((0.3, 1.0), (0.8, 1.0))),
+             "data.hflip": Space("choice", choices=(0.0, 0.5))}
+    study = _study(search="optuna", factors={}, space=space,
+                   initial_points=({"data.crop_scale": (0.8, 1.0), "data.hflip": 0.5},))
+    validate_study(study)
+    assert _optuna_points(study) == [{"data.crop_scale": 1, "data.hflip": 0.5}]
+    _, settings = trial_arm({"data.crop_scale": 1, "data.hflip": 0.5, "seed": 0}, study, {})
+    assert settings == {"data.crop_scale": (0.8, 1.0), "data.hflip": 0.5}
+    assert trial_config(study, settings, seed=0).data.crop_scale == (0.8, 1.0)

@@ -18,7 +18,7 @@ from tests.conftest import tiny_overrides
 EVAL = ["eval.every=1", "eval.train_samples=300", "eval.test_samples=200", "eval.linear_epochs=10"]
 EPOCH_METRICS = ["loss", "loss_jepa", "vicreg_var", "knn_target", "linear_target", "target_eff_rank",
                  "raw_knn_acc"]
-TIMING = {"img_per_s", "epoch_time_s", "eval_time_s"}  # wall-clock: differ between any two runs
+TIMING = {"img_per_s", "epoch_time_s", "eval_time_s", "train_cpu_min"}  # wall-clock: differ between any two runs
 
 
 class Crash(Exception):
