@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -140,6 +142,7 @@ class EvalConfig:
     # and optionally "gridK" (KxK spatial cells): reported as knn_target_gridK, linear_target_gridK.
     poolings: tuple[str, ...] = ("mean",)
     raw_baseline: bool = True
+    random_baseline: bool = True  # also score the encoder as initialised (rand_knn_acc, rand_linear_acc)
 
 
 @dataclass
@@ -312,19 +315,29 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
             return int(value)
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        number = _number(value)
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # nan passes every `< 0` check below; inf breaks schedules
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if typ is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported type {typ}")
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float, or None. YAML reads 1e-3 (no dot) as a string, so numeric strings count."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _example(args: tuple) -> str:
@@ -339,6 +352,7 @@ def _example(args: tuple) -> str:
 
 def validate(cfg: Config) -> None:
     """Reject impossible values early, naming the key and what is expected."""
+    _finite_floats(cfg)
     m, k, loss, ema, opt, d, ev, run = (cfg.model, cfg.mask, cfg.loss, cfg.ema, cfg.optim,
                                          cfg.data, cfg.eval, cfg.run)
     _positive("model.img_size", m.img_size)
@@ -456,3 +470,30 @@ def _in_range(key: str, value: float, lo: float, hi: float, hi_open: bool = Fals
     if value < lo or value > hi or (hi_open and value == hi):
         bracket = ")" if hi_open else "]"
         raise ConfigError(f"{key}: expected a value in [{lo}, {hi}{bracket}, got {value}")
+
+
+def _finite_floats(cfg: Config) -> None:
+    """Every float (also inside tuples) is finite: a Config built in Python skips :func:`coerce`."""
+    for dotted, value in cfg.flat().items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{dotted}: expected a finite number, got {value!r}")
+
+
+def check_output_dir(cfg: Config) -> Path:
+    """Create ``run.output_dir`` and prove it takes files, before any model or data is built.
+
+    Why a real write probe: ``os.access`` says yes to root everywhere and knows nothing of
+    read-only mounts; without this, an unusable directory ends in an OSError traceback from the
+    engine after the data set has loaded.
+    """
+    path = Path(cfg.run.output_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"run.output_dir={cfg.run.output_dir}: cannot be created or written ({reason}); "
+                          "expected a writable directory") from None
+    return path

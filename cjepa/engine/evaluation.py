@@ -16,6 +16,7 @@ from torch import nn
 from cjepa.config import Config
 from cjepa.data import dataset_stats, eval_view, load_split
 from cjepa.eval import (
+    cached_scores,
     collapse_metrics,
     extract_pooled,
     knn_accuracy,
@@ -42,14 +43,16 @@ class Evaluator:
         self.test_x = eval_view(test.images[: ev.test_samples], m.img_size, mean, std, m.in_chans)
         self.test_y = test.labels[: ev.test_samples]
         self.baseline: dict[str, float] = {}
+        key = (f"{cfg.data.dataset}:{cfg.data.root}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
+               f":k{ev.knn_k}:T{ev.knn_temperature}:lin{ev.linear_epochs}")
+        cache = Path(cfg.data.cache_dir).expanduser() / "raw_baselines.json"
         if ev.raw_baseline:
-            key = (f"{cfg.data.dataset}:{cfg.data.root}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
-                   f":k{ev.knn_k}:T{ev.knn_temperature}:lin{ev.linear_epochs}")
-            cache = Path(cfg.data.cache_dir).expanduser() / "raw_baselines.json"
             self.baseline = raw_pixel_baseline(self.train_x, self.train_y, self.test_x, self.test_y,
                                                k=ev.knn_k, temperature=ev.knn_temperature,
                                                linear_epochs=ev.linear_epochs, cache_file=cache,
                                                cache_key=key)
+        if ev.random_baseline:
+            self.baseline.update(self._random_init_scores(cache, key))
         self.mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
 
     def _features(self, encoder: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -73,6 +76,31 @@ class Evaluator:
         out.update(collapse_metrics(test_f["mean"], name))
         return out
 
+    def _random_init_scores(self, cache: Path, data_key: str) -> dict[str, float]:
+        """kNN / linear probe of the encoder exactly as this run initialised it (same seed, same
+        construction order as the trainer), so every curve can be read against "no training".
+        Cached like the raw-pixel baseline: it depends on the model config and seed, not the run."""
+        import json
+
+        from cjepa.model import OnlineNetwork
+
+        cfg = self.cfg
+        model_key = json.dumps(cfg.to_dict()["model"], sort_keys=True)
+        key = f"{data_key}:init:{model_key}:seed{cfg.run.seed}:pool{','.join(cfg.eval.poolings)}"
+
+        def compute() -> dict[str, float]:
+            with torch.random.fork_rng(devices=[]):  # the run's own RNG stream is untouched
+                torch.manual_seed(cfg.run.seed)
+                encoder = OnlineNetwork(cfg).encoder.to(self.device)
+            scores = self.score(encoder, "rand")
+            return {_rand_name(k): v for k, v in scores.items() if k.startswith(("knn_", "linear_"))}
+
+        names = tuple(_rand_name(f"{kind}_rand{'' if p == 'mean' else '_' + p}") for kind in ("knn", "linear")
+                      for p in cfg.eval.poolings if kind == "knn" or cfg.eval.linear_epochs > 0)
+        params = {"k": cfg.eval.knn_k, "temperature": cfg.eval.knn_temperature,
+                  "linear_epochs": cfg.eval.linear_epochs}
+        return cached_scores(cache, key, params, names, compute)
+
     @torch.no_grad()
     def predictor_spread(self, online: nn.Module) -> dict[str, float]:
         """Collapse metrics of pooled predictor outputs on fixed images and fixed masks."""
@@ -92,3 +120,9 @@ class Evaluator:
             metrics.update(self.score(target if name == "target" else online.encoder, name))
         metrics.update(self.predictor_spread(online))
         return metrics
+
+
+def _rand_name(score_key: str) -> str:
+    """``knn_rand`` -> ``rand_knn_acc``, ``linear_rand_grid2`` -> ``rand_linear_acc_grid2`` (like raw_*)."""
+    kind, _, rest = score_key.partition("_rand")
+    return f"rand_{kind}_acc{rest}"

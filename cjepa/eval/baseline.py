@@ -10,13 +10,15 @@ Cache format: ``{cache_key: {"raw_knn_acc", "raw_linear_acc", "k", "temperature"
 the caller's ``cache_key`` must identify the data (dataset, split sizes, seed). Writes go to a
 temporary file then ``os.replace``, so a reader never sees half a file even when parallel trials
 write at once (the last writer wins; a lost entry is merely recomputed). A corrupt or foreign file
-is ignored and rewritten instead of crashing an evaluation.
+is ignored and rewritten instead of crashing an evaluation. :func:`cached_scores` is the same
+cache for any other per-dataset score (the random-initialised encoder's, keyed by its config).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +46,31 @@ def raw_pixel_baseline(
     ``eval.linear_epochs = 0`` meaning "no probe".
     """
     params = {"k": k, "temperature": temperature, "linear_epochs": linear_epochs}
-    path = Path(cache_file).expanduser() if cache_file is not None else None
-    cache = _read_cache(path) if path is not None else {}
-    hit = cache.get(cache_key)
-    if _valid_entry(hit, params):
-        return {"raw_knn_acc": float(hit["raw_knn_acc"]), "raw_linear_acc": float(hit["raw_linear_acc"])}
 
-    tr = train_x.reshape(train_x.shape[0], -1).float()
-    te = test_x.reshape(test_x.shape[0], -1).float()
-    result = {"raw_knn_acc": knn_accuracy(tr, train_y, te, test_y, k=k, temperature=temperature)}
-    if linear_epochs > 0:
-        result["raw_linear_acc"] = linear_probe_accuracy(tr, train_y, te, test_y, epochs=linear_epochs)["acc"]
-    else:
-        result["raw_linear_acc"] = math.nan
+    def compute() -> dict[str, float]:
+        tr = train_x.reshape(train_x.shape[0], -1).float()
+        te = test_x.reshape(test_x.shape[0], -1).float()
+        result = {"raw_knn_acc": knn_accuracy(tr, train_y, te, test_y, k=k, temperature=temperature)}
+        if linear_epochs > 0:
+            result["raw_linear_acc"] = linear_probe_accuracy(tr, train_y, te, test_y, epochs=linear_epochs)["acc"]
+        else:
+            result["raw_linear_acc"] = math.nan
+        return result
+
+    return cached_scores(cache_file, cache_key, params, ("raw_knn_acc", "raw_linear_acc"), compute)
+
+
+def cached_scores(cache_file: str | Path | None, cache_key: str, params: dict[str, Any], names: tuple[str, ...],
+                  compute: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``compute()``, or its cached result when ``cache_key`` holds every name with the same params.
+
+    Shared by the raw-pixel and the random-initialised-encoder baselines (module docstring).
+    """
+    path = Path(cache_file).expanduser() if cache_file is not None else None
+    hit = (_read_cache(path) if path is not None else {}).get(cache_key)
+    if _valid_entry(hit, params, names):
+        return {name: float(hit[name]) for name in hit if name not in params}
+    result = compute()
     if path is not None:
         cache = _read_cache(path)  # re-read: another trial may have added keys meanwhile
         cache[cache_key] = {**result, **params}
@@ -64,12 +78,12 @@ def raw_pixel_baseline(
     return result
 
 
-def _valid_entry(entry: Any, params: dict[str, Any]) -> bool:
+def _valid_entry(entry: Any, params: dict[str, Any], names: tuple[str, ...]) -> bool:
     if not isinstance(entry, dict):
         return False
     if any(entry.get(name) != value for name, value in params.items()):
         return False
-    return all(isinstance(entry.get(name), (int, float)) for name in ("raw_knn_acc", "raw_linear_acc"))
+    return all(isinstance(entry.get(name), (int, float)) for name in names)
 
 
 def _read_cache(path: Path) -> dict[str, Any]:

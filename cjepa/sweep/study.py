@@ -10,6 +10,8 @@ engine reports under that config.
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,8 +116,11 @@ def reported_metrics(cfg: Config) -> set[str]:
                     names.add(f"linear_{enc}{suffix}")
             names.update(f"{enc}_{s}" for s in COLLAPSE_SUFFIXES)
         names.update(f"pred_{s}" for s in COLLAPSE_SUFFIXES)
-        if cfg.eval.raw_baseline:
-            names.update({"raw_knn_acc", "raw_linear_acc"})
+        for prefix, on in (("raw", cfg.eval.raw_baseline), ("rand", cfg.eval.random_baseline)):
+            if on:
+                names.update({f"{prefix}_knn_acc", f"{prefix}_linear_acc"})
+        if cfg.eval.random_baseline:
+            names.update(f"rand_{kind}_acc_{p}" for kind in ("knn", "linear") for p in cfg.eval.poolings if p != "mean")
     return names
 
 
@@ -128,14 +133,14 @@ def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, di
         raise ConfigError(f"{where}: scheduler must be one of {', '.join(SCHEDULERS)}, got {study.scheduler!r}")
     if study.mode not in ("max", "min"):
         raise ConfigError(f"{where}: mode must be max or min, got {study.mode!r}")
-    if not study.seeds:
-        raise ConfigError(f"{where}: seeds is empty")
+    _check_budget(study, where)
     if study.factors and study.arms:
         raise ConfigError(f"{where}: give factors (a grid) or named arms, not both")
     for key, levels in study.factors.items():
         if not isinstance(levels, (list, tuple)) or not levels:
             raise ConfigError(f"{where}: factor {key!r} has no levels")
-    for key in {k for settings in study.arms.values() for k in settings} | set(study.factors) | set(study.space):
+    _check_overrides(study, extra or [], where)
+    for key in swept_keys(study):
         try:
             set_value(Config(), key, _probe_value(study, key), source=where)
         except ConfigError as exc:
@@ -148,7 +153,8 @@ def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, di
                 raise ConfigError(f"{where}: space {key!r}: kind must be loguniform, uniform or choice")
             if dim.kind == "choice" and not dim.choices:
                 raise ConfigError(f"{where}: space {key!r}: choice needs choices")
-            if dim.kind != "choice" and not (dim.low < dim.high and (dim.kind == "uniform" or dim.low > 0)):
+            if dim.kind != "choice" and not (math.isfinite(dim.low) and math.isfinite(dim.high)
+                                             and dim.low < dim.high and (dim.kind == "uniform" or dim.low > 0)):
                 raise ConfigError(f"{where}: space {key!r}: need 0 < low < high for {dim.kind}")
         if study.num_samples < 1:
             raise ConfigError(f"{where}: num_samples must be >= 1")
@@ -186,6 +192,54 @@ def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, di
                     raise ConfigError(f"{where}, arm {name!r}: metric {metric!r} is never reported with this "
                                       f"config (eval.every={cfg.eval.every}); reported: {', '.join(sorted(known))}")
     return arms
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+#: Keys the runner sets for every trial: an override of them would be dropped without a word.
+RUNNER_KEYS = {"run.seed": "each trial's seed comes from the study's seeds (--seeds)",
+               "run.output_dir": "each trial writes under <storage>/<study>/runs/ (--storage)"}
+
+
+def swept_keys(study: Study) -> set[str]:
+    """The config keys the study itself sets per trial: its factors, arm settings or search space."""
+    return {k for settings in study.arms.values() for k in settings} | set(study.factors) | set(study.space)
+
+
+def _check_budget(study: Study, where: str) -> None:
+    """Name, seeds and the resources of a study: the values the sweep CLI flags set."""
+    if not isinstance(study.name, str) or not NAME.fullmatch(study.name):
+        raise ConfigError(f"{where}: name must be 1-100 letters, digits, '_', '.' or '-' (a folder under "
+                          f"--storage), starting with a letter or digit")
+    if not study.seeds:
+        raise ConfigError(f"{where}: seeds is empty")
+    if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in study.seeds):
+        raise ConfigError(f"{where}: seeds must be integers >= 0, got {list(study.seeds)}")
+    if len(set(study.seeds)) != len(study.seeds):
+        raise ConfigError(f"{where}: seeds must be distinct (each names a trial), got {list(study.seeds)}")
+    for key, flag in (("max_concurrent", "--max-concurrent"), ("workers_per_trial", "--workers-per-trial"),
+                      ("grace_period", None), ("collapse_patience", None), ("num_samples", None)):
+        value = getattr(study, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {key}{f' ({flag})' if flag else ''} must be an integer >= 1, got {value!r}")
+    if not (math.isfinite(study.cpus_per_worker) and study.cpus_per_worker > 0):
+        raise ConfigError(f"{where}: cpus_per_worker must be a finite number > 0, got {study.cpus_per_worker!r}")
+    if not (math.isfinite(study.collapse_std) and study.collapse_std >= 0):
+        raise ConfigError(f"{where}: collapse_std must be a finite number >= 0 (0 = off), got {study.collapse_std!r}")
+
+
+def _check_overrides(study: Study, extra: list[str], where: str) -> None:
+    """Refuse an override the study would drop: a swept key (each arm sets it last) or a runner key."""
+    swept = swept_keys(study)
+    for source, items in (("the study's overrides", study.overrides), ("override", extra)):
+        for item in items:
+            key = item.partition("=")[0].strip()
+            if key in swept:
+                kind = "a factor" if key in study.factors else ("in the search space" if key in study.space
+                                                                else "an arm setting")
+                raise ConfigError(f"{where}: {source} {item!r}: {key} is {kind} of the study (every trial sets "
+                                  f"it), so the override would be dropped; remove it or change the study")
+            if key in RUNNER_KEYS:
+                raise ConfigError(f"{where}: {source} {item!r}: {RUNNER_KEYS[key]}; remove the override")
 
 
 def _probe_value(study: Study, key: str) -> Any:
