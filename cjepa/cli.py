@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from cjepa.config import Config, load_config
+from cjepa.config import Config, check_output_dir, load_config
 from cjepa.distributed.command import add_distributed_args
-from cjepa.errors import CJepaError, ConfigError
+from cjepa.errors import ArgumentParser, CJepaError, ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PRESET = "cjepa_fmnist_cpu"
@@ -45,6 +45,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     tracking_uri = _check_tracking(args)  # before the engine is imported: a bad URI costs a second
+    check_output_dir(cfg)  # an unusable run.output_dir: one line now, not an OSError after the data loaded
     if args.workers is not None:  # Ray Train workers; MLflow on rank 0
         from cjepa.distributed.command import train_distributed
 
@@ -112,7 +113,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cjepa", description="C-JEPA (I-JEPA + VICReg) pretraining and ablations.")
+    parser = ArgumentParser(prog="cjepa", description="C-JEPA (I-JEPA + VICReg) pretraining and ablations.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="pretrain (or resume) one run in this process",
                        description="Pretrain one run; resumes from run.output_dir/checkpoint.pt when present.")

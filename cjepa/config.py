@@ -228,10 +228,14 @@ def from_dict(values: dict[str, Any]) -> Config:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p}: is a folder; expected a YAML file or a preset name")
     if not p.is_file():
         raise ConfigError(f"config file {p}: not found")
     try:
         data = yaml.safe_load(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable, or not text at all
+        raise ConfigError(f"config file {p}: cannot be read as UTF-8 YAML text ({type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
     if data is None:

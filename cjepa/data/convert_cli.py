@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from cjepa.data.convert import DEFAULT_SHARD_SIZE, FORMATS, convert
+from cjepa.errors import DataError
 
 
 def add_data_parser(subparsers: Any) -> None:
@@ -38,10 +39,32 @@ def add_data_parser(subparsers: Any) -> None:
     c.set_defaults(func=cmd_convert)
 
 
+def check_options(shard_size: int, image_format: str, resize: int | None, jpeg_quality: int,
+                  seed: int | None) -> None:
+    """The flags, before any file is read: a bad one should not wait for a scan of the whole folder
+    (nor be hidden behind an unrelated bad image), and PIL silently clamps what it does not accept."""
+    if shard_size < 1:
+        raise DataError(f"--shard-size must be >= 1, got {shard_size}")
+    if image_format not in FORMATS:
+        raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {image_format!r}")
+    if resize is not None and resize < 1:
+        raise DataError(f"--resize must be a side length >= 1 (pixels), got {resize}")
+    if not 1 <= jpeg_quality <= 100:
+        raise DataError(f"--jpeg-quality must be in 1..100 (95 = default), got {jpeg_quality}")
+    if seed is not None and seed < 0:
+        raise DataError(f"--seed must be >= 0, got {seed}")
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    check_options(args.shard_size, args.image_format, args.resize, args.jpeg_quality, args.seed)
     start = time.perf_counter()
-    manifests = convert(args.src, args.out, args.shard_size, args.image_format, resize=args.resize,
-                        jpeg_quality=args.jpeg_quality, seed=args.seed, overwrite=args.overwrite)
+    try:
+        manifests = convert(args.src, args.out, args.shard_size, args.image_format, resize=args.resize,
+                            jpeg_quality=args.jpeg_quality, seed=args.seed, overwrite=args.overwrite)
+    except OSError as exc:  # OUT not creatable (a file in the way, read-only), a source file unreadable, disk full
+        where = exc.filename or args.out
+        raise DataError(f"{where}: {exc.strerror or exc} while converting {args.src} into {args.out}; "
+                        "expected a readable SRC and a writable OUT folder") from None
     took = time.perf_counter() - start
     for split, m in manifests.items():
         size = "x".join(map(str, m.image_size)) if m.image_size else f"{m.min_size} to {m.max_size}"

@@ -13,39 +13,68 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cjepa.errors import CJepaError
+from cjepa.errors import ArgumentParser, CJepaError
 from cjepa.sweep.study import Study
+
+EPILOG = """\
+examples (every script in sweeps/ takes the same options):
+  python sweeps/vicreg_coeff.py --dry-run         # validate and list the trials; Ray is not started
+  python sweeps/vicreg_coeff.py --seeds 0 run.epochs=2
+  python sweeps/vicreg_coeff.py --resume          # after an interruption: only unfinished trials run
+  cjepa report --study ray_results/vicreg_coeff   # HTML report and ablation table of the study
+"""
+
+
+def _nonempty(text: str) -> str:
+    """An argparse type: an empty --storage/--tracking-uri would silently mean the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the flag out for the default)")
+    return text
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", dest="full", action="store_false",
                        help="laptop scale (default): Fashion-MNIST, CPU-size ViT, minutes on 2 cores")
     scale.add_argument("--full", dest="full", action="store_true", help="paper scale, for a GPU cluster")
     p.set_defaults(full=False)
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted study (finished trials are not run again)")
-    p.add_argument("--storage", help="where trials and checkpoints go (default ./ray_results; "
-                                     "a shared path or s3:// on a cluster)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
-                                          "else sqlite ./mlflow.db)")
+                   help="continue an interrupted or finished study (finished trials are not run again); "
+                        "without it, a study whose storage already holds results is refused")
+    p.add_argument("--name", type=_nonempty, help="run the study under another name (a new folder under "
+                                                  "--storage and a new MLflow experiment)")
+    p.add_argument("--storage", type=_nonempty, metavar="DIR|URI",
+                   help="where trials and checkpoints go (default ./ray_results; a shared path or s3:// on a cluster)")
+    p.add_argument("--tracking-uri", type=_nonempty, metavar="URI",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (paired across arms)")
-    p.add_argument("--max-concurrent", type=int, help="trials in parallel")
-    p.add_argument("--workers-per-trial", type=int, help="Ray Train workers per trial")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="seeds (paired across arms; distinct, >= 0; default: the study's)")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="trials in parallel (>= 1; default: the study's)")
+    p.add_argument("--workers-per-trial", type=int, metavar="N",
+                   help="Ray Train workers per trial (>= 1; default: the study's)")
     p.add_argument("--use-gpu", action="store_true", help="GPU workers (NCCL, bf16 autocast)")
-    p.add_argument("--dry-run", action="store_true", help="validate and list the trials; do not start Ray")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every trial")
-    return p.parse_args(argv)
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate (study, storage, earlier results) and list the trials; do not start Ray")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides for every trial, as for cjepa train (e.g. run.epochs=2)")
+    args = p.parse_args(argv)
+    if args.no_mlflow and args.tracking_uri:
+        p.error("--tracking-uri and --no-mlflow contradict each other; give one")
+    return args
 
 
 def apply_args(study: Study, args: argparse.Namespace) -> Study:
-    if args.seeds:
+    """The flags onto the study. ``is not None``, not truthiness: ``--max-concurrent 0`` must reach
+    validation (and be refused there), not be ignored."""
+    if args.name is not None:
+        study.name = args.name
+    if args.seeds is not None:
         study.seeds = tuple(args.seeds)
-    if args.max_concurrent:
+    if args.max_concurrent is not None:
         study.max_concurrent = args.max_concurrent
-    if args.workers_per_trial:
+    if args.workers_per_trial is not None:
         study.workers_per_trial = args.workers_per_trial
     if args.use_gpu:
         study.use_gpu = True
@@ -58,11 +87,11 @@ def main(make_study: Callable[[bool], Study], description: str, argv: list[str] 
     try:
         study = apply_args(make_study(args.full), args)
         if args.dry_run:
-            from cjepa.sweep.study import validate_study
+            from cjepa.sweep.runner import prepare_study
 
-            arms = validate_study(study, args.overrides)
+            arms, _, study_dir = prepare_study(study, args.storage, args.resume, args.overrides)
             print(f"study {study.name}: {len(arms)} arms x {len(study.seeds)} seeds "
-                  f"({study.search}, scheduler {study.scheduler})")
+                  f"({study.search}, scheduler {study.scheduler}) in {study_dir}")
             for name in arms:
                 print(f"  {name}")
             return 0

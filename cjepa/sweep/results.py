@@ -14,14 +14,21 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cjepa.atomic import atomic_write
+from cjepa.errors import StudyError
 from cjepa.sweep.stats import format_summary, summarize
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
+from cjepa.tracking.store import redact
 
 #: target encoder (what the paper evaluates) and context encoder: in short runs the EMA target
 #: is still mostly its initialisation (momentum 0.996 -> 1 over ~100 steps keeps ~80 % of it),
 #: so differences between arms show in the context encoder first.
 SUMMARY_METRICS = ("knn_target", "linear_target", "knn_context", "linear_context")
+#: Files that mean "this study has run here before" (tuner.pkl: Tune's restorable state).
+OUTPUT_FILES = ("study.json", "results.parquet", "summary.md", "tuner.pkl")
+#: Columns that say which trial and epoch a row is, not what it measured.
+ID_COLUMNS = {"study", "arm", "seed", "trial_id", "mlflow_run_id", "status", "stop_reason", "epoch", "checkpoint_path"}
 _DROP = {"config", "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
          "time_since_restore", "iterations_since_restore", "done", "should_checkpoint", "experiment_tag"}
 
@@ -53,9 +60,10 @@ def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) 
     params.update({f"factor.{k}": str(v)[:5000] for k, v in study.factors.items()})
     params.update({param_key(f"arm.{k}"): json.dumps(v, default=str)[:5000] for k, v in study.arms.items()})
     for key, value in params.items():
-        client.log_param(run.info.run_id, key, value)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"parent_run_id": run.info.run_id, "tracking_uri": tracking_uri}))
+        client.log_param(run.info.run_id, key, redact(value))
+    # Credentials never land on disk: a server behind auth is reached via MLFLOW_TRACKING_USERNAME/PASSWORD.
+    atomic_write(state, lambda fh: fh.write(json.dumps({"parent_run_id": run.info.run_id,
+                                                        "tracking_uri": redact(tracking_uri)})), binary=False)
     return run.info.run_id
 
 
@@ -63,7 +71,8 @@ def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    (study_dir / "summary.md").write_text(summary + "\n")
+    if not (study_dir / "summary.md").exists():
+        write_summary(study_dir, summary)
     client.log_artifact(run_id, str(table))
     client.log_artifact(run_id, str(study_dir / "summary.md"))
     client.set_terminated(run_id, "FINISHED")
@@ -112,7 +121,7 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
         last = max(by_epoch) if by_epoch else 0
         trial_id = (result.metrics or {}).get("trial_id", "")
         if result.error is not None:
-            status, reason = "ERROR", str(result.error).strip().splitlines()[0][:300]
+            status, reason = "ERROR", redact(str(result.error).strip().splitlines()[0])[:300]
         elif last < epochs:
             status = "STOPPED"
             reason = stops.get(trial_id, "asha: below the rung cutoff" if study.scheduler == "asha" else "stopped")
@@ -136,15 +145,21 @@ def write_results(study: Study, arms: dict[str, dict[str, Any]], grid: Any, stud
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = trial_rows(study, arms, grid, study_dir, tracking, extra)
+    path = study_dir / "results.parquet"
+    rows = merge_rows(read_rows(path), trial_rows(study, arms, grid, study_dir, tracking, extra))
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
     table = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])
-    study_dir.mkdir(parents=True, exist_ok=True)
-    path = study_dir / "results.parquet"
-    pq.write_table(table, path)
-    return path, summary_from_rows(rows, study)
+    atomic_write(path, lambda fh: pq.write_table(table, fh))
+    summary = summary_from_rows(rows, study)
+    write_summary(study_dir, summary)
+    return path, summary
+
+
+def write_summary(study_dir: Path, summary: str) -> Path:
+    """``summary.md``, atomically: a kill mid-write leaves the previous summary, never half of one."""
+    return atomic_write(study_dir / "summary.md", lambda fh: fh.write(summary + "\n"), binary=False)
 
 
 def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
@@ -164,3 +179,72 @@ def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
     if raw is not None:
         lines += ["", f"raw-pixel kNN baseline on the same evaluation subsets: {raw * 100:.1f} %"]
     return "\n".join(lines)
+
+
+def existing_outputs(study_dir: str | Path) -> list[str]:
+    """Which of a study's outputs (:data:`OUTPUT_FILES`, Tune's experiment state) already exist."""
+    text = str(study_dir)
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme != "file":  # s3://, gs://, ...: ask the same filesystem layer Tune writes through
+        import pyarrow.fs
+
+        try:
+            fs, base = pyarrow.fs.FileSystem.from_uri(text)
+            infos = fs.get_file_info([f"{base}/{name}" for name in OUTPUT_FILES])
+        except (OSError, ValueError) as exc:
+            raise StudyError(f"cannot check whether {text} already holds a study ({exc}); check --storage") from None
+        return [name for name, info in zip(OUTPUT_FILES, infos) if info.type != pyarrow.fs.FileType.NotFound]
+    path = Path(text.split("://", 1)[1] if sep else text)
+    if not path.is_dir():
+        return []
+    states = sorted(p.name for p in path.glob("experiment_state-*"))[:1]
+    return [n for n in OUTPUT_FILES if (path / n).exists()] + states
+
+
+def check_not_overwriting(study_dir: str | Path, resume: bool, name: str) -> None:
+    """Refuse, before Ray starts, to run a study again over its own results without ``--resume``.
+
+    Why: Tune would start a fresh experiment in the same folder, "complete" every trial at once,
+    and the results table, summary and study.json of the earlier run would be replaced.
+    """
+    found = [] if resume else existing_outputs(study_dir)
+    if found:
+        raise StudyError(f"study {name!r} already has results in {study_dir} ({', '.join(found)}); pass --resume "
+                         "to continue it, or --name NEW to start a new study beside it (nothing was changed)")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier results.parquet (none if there is none yet)."""
+    if not path.exists():
+        return []
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError on a damaged file; the file stays as it is
+        raise StudyError(f"{path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                         "move it away and rerun with --resume (Tune's state rebuilds it)") from None
+
+
+def has_metrics(row: dict[str, Any]) -> bool:
+    return any(v is not None for k, v in row.items() if k not in ID_COLUMNS and not k.startswith("factor."))
+
+
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of an earlier write plus this one, per trial (arm, seed) and epoch; the table is only added to.
+
+    A new row replaces an old one of the same trial and epoch unless that would drop metrics (a
+    resumed study whose Tune state lost a trial's history reports it as one metric-less row); a
+    metric-less placeholder row is kept only for a trial that has no row with metrics at all.
+    """
+    trials: dict[tuple[Any, Any], dict[Any, dict[str, Any]]] = {}
+    for row in [*old, *new]:
+        epochs = trials.setdefault((row.get("arm"), row.get("seed")), {})
+        previous = epochs.get(row.get("epoch"))
+        if previous is None or has_metrics(row) or not has_metrics(previous):
+            epochs[row.get("epoch")] = row
+    out: list[dict[str, Any]] = []
+    for epochs in trials.values():
+        kept = {e: r for e, r in epochs.items() if has_metrics(r)} or epochs
+        out += [kept[e] for e in sorted(kept, key=lambda e: (e is None, e or 0))]
+    return out

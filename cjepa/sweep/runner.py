@@ -155,16 +155,28 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     )
 
 
+def prepare_study(study: Study, storage: str | None, resume: bool,
+                  extra: list[str]) -> tuple[dict[str, dict[str, Any]], str, Path]:
+    """Everything checked before Ray starts: the study, a writable storage, no earlier results
+    overwritten without ``--resume``. Returns (arms, storage, study dir). The dry run calls it too."""
+    from cjepa.distributed.preflight import resolve_storage
+    from cjepa.sweep.results import check_not_overwriting
+
+    arms = validate_study(study, extra)
+    storage = resolve_storage(storage)
+    study_dir = Path(storage) / study.name
+    check_not_overwriting(study_dir, resume, study.name)
+    return arms, storage, study_dir
+
+
 def run_study(study: Study, storage: str | None = None, resume: bool = False, tracking_uri: str | None = None,
               extra: list[str] | None = None, mlflow: bool = True) -> StudyResult:
     """Validate, run (or resume), then write the results table and print the summary."""
-    from cjepa.distributed.preflight import connect_ray, resolve_storage
+    from cjepa.distributed.preflight import connect_ray
     from cjepa.sweep.results import finish_parent, open_parent, write_results
 
     extra = list(extra or [])
-    arms = validate_study(study, extra)  # before Ray starts
-    storage = resolve_storage(storage)
-    study_dir = Path(storage) / study.name
+    arms, storage, study_dir = prepare_study(study, storage, resume, extra)  # before Ray starts
     tracking = None
     parent = None
     if mlflow:
@@ -180,7 +192,7 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
     connect_ray()
     tuner = build_tuner(study, arms, extra, tracking, storage, resume)
     grid = tuner.fit()
-    table, summary = write_results(study, arms, grid, study_dir, tracking)
+    table, summary = write_results(study, arms, grid, study_dir, tracking, extra)
     print("\n" + summary)
     if tracking and parent:
         finish_parent(tracking["tracking_uri"], parent, study_dir, table, summary)

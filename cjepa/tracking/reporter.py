@@ -27,7 +27,7 @@ from cjepa.config import Config
 from cjepa.engine.reporting import Reporter, read_metrics
 from cjepa.errors import TrackingError
 from cjepa.tracking.plots import plot_curves
-from cjepa.tracking.store import get_or_create_experiment
+from cjepa.tracking.store import get_or_create_experiment, redact
 
 RUN_ID_KEY = "mlflow_run_id"  # key in the checkpoint's ``extra`` dict
 MARKER_METRIC = "loss"  # logged every epoch, last in its batch: its history says which epochs are in
@@ -101,8 +101,9 @@ class MLflowReporter(Reporter):
         except TrackingError:
             raise
         except Exception as exc:
-            text = " ".join(str(exc).split())[:400]
-            raise TrackingError(f"MLflow {what} failed for run {self.run_id or '(new)'} at {self.tracking_uri}: "
+            text = redact(" ".join(str(exc).split()))[:400]
+            where = redact(self.tracking_uri)
+            raise TrackingError(f"MLflow {what} failed for run {self.run_id or '(new)'} at {where}: "
                                 f"{type(exc).__name__}: {text}") from exc
 
     # ------------------------------------------------------------------ callbacks
@@ -123,9 +124,27 @@ class MLflowReporter(Reporter):
         self._log_params_and_tags(dict(run.data.params), start_epoch)
         if self.last_logged_epoch < start_epoch:  # a run created for a checkpoint trained without MLflow
             self._backfill(start_epoch)
-        for name in ("config.yaml", "masks.png"):
-            if (self.run_dir / name).exists():
-                self._call(f"log_artifact({name})", self.client.log_artifact, self.run_id, str(self.run_dir / name))
+        self._log_config_artifact()
+        masks = self.run_dir / "masks.png"
+        if masks.exists():
+            self._call("log_artifact(masks.png)", self.client.log_artifact, self.run_id, str(masks))
+
+    def _log_config_artifact(self) -> None:
+        """config.yaml as an artifact, credentials masked (a data.root URI may carry user:password@)."""
+        assert self.run_dir is not None
+        path = self.run_dir / "config.yaml"
+        if not path.exists():
+            return
+        text = path.read_text()
+        if redact(text) != text:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "config.yaml").write_text(redact(text))
+                self._call("log_artifact(config.yaml)", self.client.log_artifact, self.run_id,
+                           str(Path(tmp) / "config.yaml"))
+            return
+        self._call("log_artifact(config.yaml)", self.client.log_artifact, self.run_id, str(path))
 
     def _find_run(self, run_id: str) -> Any:
         from mlflow.exceptions import MlflowException
@@ -134,8 +153,9 @@ class MLflowReporter(Reporter):
             return self.client.get_run(run_id)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # e.g. a server hiccup: not a reason to fork
-                raise TrackingError(f"MLflow get_run({run_id}) failed at {self.tracking_uri}: {exc}") from exc
-            print(f"[cjepa] warning: the checkpoint's MLflow run {run_id} is not in {self.tracking_uri}; "
+                raise TrackingError(f"MLflow get_run({run_id}) failed at {redact(self.tracking_uri)}: "
+                                   f"{redact(str(exc))}") from exc
+            print(f"[cjepa] warning: the checkpoint's MLflow run {run_id} is not in {redact(self.tracking_uri)}; "
                   "starting a new run (earlier epochs are copied from metrics.jsonl)", file=sys.stderr)
             return None
 
@@ -156,12 +176,12 @@ class MLflowReporter(Reporter):
 
         params, tags = [], {**run_tags(self.cfg, self.tags), "resumed_from_epoch": str(start_epoch)}
         for key, value in self.cfg.flat().items():
-            text = str(value)[:MAX_PARAM_CHARS]
+            text = redact(str(value))[:MAX_PARAM_CHARS]
             if key not in logged:
                 params.append(Param(key, text))
             elif logged[key] != text:
                 tags[f"param_changed.{key}"] = text
-        items: list[Any] = params + [RunTag(k, v) for k, v in tags.items()]
+        items: list[Any] = params + [RunTag(k, redact(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             chunk = items[i:i + MAX_PARAMS_PER_BATCH]
             self._call("log_batch(params, tags)", self.client.log_batch, self.run_id,

@@ -32,6 +32,31 @@ SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 HTTP_SCHEMES = ("http", "https")
 
 
+#: Environment variables whose values are secrets: never logged, even when a value was pasted elsewhere.
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "RAY_AUTH_TOKEN", "AWS_SECRET_ACCESS_KEY",
+              "AWS_SESSION_TOKEN", "HF_TOKEN", "GITHUB_TOKEN", "DATABRICKS_TOKEN")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?::[^/@\s]*)?@")
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials masked: ``https://user:pw@host`` -> ``https://user:***@host`` (a bare
+    ``https://token@host`` -> ``https://***@host``) and the values of :data:`SECRET_ENV` -> ``***``.
+
+    Why everywhere a URI is printed or logged: error lines end up in results.parquet and in logs
+    people paste into issues, and params/tags are readable by everyone with access to the store.
+    """
+    def mask(m: re.Match[str]) -> str:
+        has_password = ":" in m.group(0)[len(m.group("scheme")):]
+        return f"{m['scheme']}{m['user']}:***@" if has_password and m["user"] else f"{m['scheme']}***@"
+
+    out = _USERINFO.sub(mask, str(text))
+    for name in SECRET_ENV:
+        value = os.environ.get(name, "")
+        if len(value) >= 6:  # shorter values would mask ordinary words
+            out = out.replace(value, "***")
+    return out
+
+
 def _scheme(uri: str) -> str:
     """``postgresql+psycopg2://`` -> ``postgresql``; no ``://`` -> ``""``."""
     head, sep, _ = uri.partition("://")
@@ -44,7 +69,7 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     rest = uri.split("://", 1)[1]
     if not rest.startswith("/"):
-        raise TrackingError(f"tracking URI {uri!r}: expected sqlite:///relative.db or sqlite:////abs/path.db")
+        raise TrackingError(f"tracking URI {redact(uri)!r}: expected sqlite:///relative.db or sqlite:////abs/path.db")
     return Path(rest[1:].split("?", 1)[0])
 
 
@@ -92,7 +117,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         _check_server(uri, timeout)
         return
     if scheme not in SQL_SCHEMES:
-        raise TrackingError(f"tracking URI {uri!r}: unsupported scheme {scheme or '(none)'!r}; use "
+        raise TrackingError(f"tracking URI {redact(uri)!r}: unsupported scheme {scheme or '(none)'!r}; use "
                             "http(s)://host:port for an mlflow server or sqlite:////abs/path/mlflow.db "
                             "(the plain file store ./mlruns is refused by MLflow 3)")
     path = sqlite_path(uri)
@@ -103,7 +128,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
 
         MlflowClient(uri).search_experiments(max_results=1)
     except Exception as exc:  # any failure here means "cannot track": say so in one line
-        raise TrackingError(f"tracking URI {uri}: the store cannot be opened "
+        raise TrackingError(f"tracking URI {redact(uri)}: the store cannot be opened "
                             f"({type(exc).__name__}: {_one_line(exc)})") from None
 
 
@@ -119,7 +144,7 @@ def _check_server(uri: str, timeout: float) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         problem = f"did not answer within {timeout:g} s ({_one_line(reason)})"
-    raise TrackingError(f"tracking server {uri} {problem} at {url}; start it (e.g. `cjepa ui`), fix "
+    raise TrackingError(f"tracking server {redact(uri)} {problem} at {redact(url)}; start it (e.g. `cjepa ui`), fix "
                         "--tracking-uri / MLFLOW_TRACKING_URI, or pass --no-mlflow")
 
 
@@ -145,7 +170,7 @@ def _check_sqlite_file(uri: str, path: Path) -> None:
 
 
 def _one_line(obj: object) -> str:
-    text = " ".join(str(obj).split())
+    text = redact(" ".join(str(obj).split()))
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -177,6 +202,6 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     except MlflowException as exc:
         again = client.get_experiment_by_name(name)
         if again is None:
-            raise TrackingError(f"cannot create MLflow experiment {name!r} at {client.tracking_uri}: "
+            raise TrackingError(f"cannot create MLflow experiment {name!r} at {redact(client.tracking_uri)}: "
                                 f"{_one_line(exc)}") from None
         return again.experiment_id

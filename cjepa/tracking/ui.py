@@ -139,6 +139,10 @@ def launch_server(store_uri: str | None = None, host: str = "127.0.0.1", port: i
     instead of writing to a path that exists only on the head node. Experiments created earlier
     directly on the SQLite file keep their absolute ``file://`` locations, readable on this host.
     """
+    if not 1 <= port <= 65535:
+        raise TrackingError(f"--port must be in 1..65535, got {port}")
+    if workers < 1:
+        raise TrackingError(f"--workers must be >= 1 (server worker processes), got {workers}")
     store_uri = resolve_tracking_uri(store_uri)
     if is_remote(store_uri):
         raise TrackingError(f"tracking URI {store_uri} is already a server: open it in a browser, or pass "
