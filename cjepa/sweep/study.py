@@ -230,6 +230,8 @@ def _check_budget(study: Study, where: str) -> None:
 def _check_overrides(study: Study, extra: list[str], where: str) -> None:
     """Refuse an override the study would drop: a swept key (each arm sets it last) or a runner key."""
     swept = swept_keys(study)
+    for key in sorted(swept & set(RUNNER_KEYS)):
+        raise ConfigError(f"{where}: {key} cannot be a factor, arm setting or search dimension: {RUNNER_KEYS[key]}")
     for source, items in (("the study's overrides", study.overrides), ("override", extra)):
         for item in items:
             key = item.partition("=")[0].strip()

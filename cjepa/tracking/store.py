@@ -117,7 +117,8 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         _check_server(uri, timeout)
         return
     if scheme not in SQL_SCHEMES:
-        raise TrackingError(f"tracking URI {redact(uri)!r}: unsupported scheme {scheme or '(none)'!r}; use "
+        shown = scheme or (uri.partition(":")[0] if ":" in uri else "(none)")  # file:./mlruns has no "://"
+        raise TrackingError(f"tracking URI {redact(uri)!r}: unsupported scheme {shown!r}; use "
                             "http(s)://host:port for an mlflow server or sqlite:////abs/path/mlflow.db "
                             "(the plain file store ./mlruns is refused by MLflow 3)")
     path = sqlite_path(uri)
