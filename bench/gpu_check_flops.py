@@ -1,0 +1,125 @@
+"""FLOPs of one C-JEPA / I-JEPA training step, chip peaks and MFU (used by bench/gpu_check.py).
+
+Why two counts: MFU is only as good as its numerator. ``counted_flops`` runs the real step
+(``cjepa.engine.step.compute_loss`` + backward) under ``torch.utils.flop_counter.FlopCounterMode``;
+``analytic_flops`` is the closed-form ViT sum. They agree exactly on the matmul/attention FLOPs
+(tests/bench/test_gpu_check.py checks it on a tiny model), so either can be trusted for the
+ViT-B/16 figure. Convention (PaLM's MFU): matmuls, convolutions and attention only, forward +
+backward, no activation recomputation, no norms/softmax/elementwise, no optimizer or EMA.
+
+Attention on CPU dispatches to ``_scaled_dot_product_flash_attention_for_cpu``, which
+FlopCounterMode does not know (it would silently count 0 for attention), so the count runs under
+the math SDPA backend, whose bmm's are counted; the CUDA flash/efficient kernels have formulas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# Dense bf16 peak TFLOP/s (no sparsity), by a substring of torch.cuda.get_device_name();
+# first match wins, so the more specific names come first.
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("GH200", 989.4), ("H200", 989.4), ("H100", 989.4),
+    ("H800", 989.4), ("B200", 2250.0), ("B100", 1750.0), ("A100", 312.0), ("A800", 312.0),
+    ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0), ("A10G", 125.0), ("A10", 125.0),
+)
+
+
+def peak_tflops(device_name: str, override: float | None = None) -> tuple[float | None, str]:
+    """The chip's dense bf16 peak and where it came from (``--peak-tflops`` wins)."""
+    if override is not None:
+        return float(override), "--peak-tflops"
+    for key, value in PEAK_BF16_TFLOPS:
+        if key.lower() in device_name.lower():
+            return value, f"table entry {key!r} (dense bf16)"
+    return None, f"unknown device {device_name!r}: pass --peak-tflops"
+
+
+def mfu(flops_per_step: float, seconds_per_step: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved model FLOP/s over the chip's peak (``peak`` in TFLOP/s)."""
+    if peak is None or peak <= 0 or seconds_per_step <= 0:
+        return None
+    return flops_per_step / seconds_per_step / (peak * 1e12)
+
+
+def _block(n: int, d: int, mlp_ratio: float) -> float:
+    """Forward FLOPs of one pre-norm ViT block on one sequence of n tokens of width d.
+
+    qkv (3d^2) + proj (d^2) + MLP (2 r d^2) multiply-adds per token, times 2; attention scores
+    and the weighted sum are 2 n^2 d each.
+    """
+    return 2.0 * n * d * d * (4 + 2 * mlp_ratio) + 4.0 * n * n * d
+
+
+def analytic_flops(cfg: Any, context_tokens: int, target_tokens: int) -> dict[str, float]:
+    """Per-image FLOPs of one training step of ``cfg`` (modes ``off`` and ``pred_blocks``).
+
+    Backward costs 2x forward everywhere except the patch convolution (its input, the image,
+    needs no gradient: weight gradient only, 1x). The target encoder runs forward only.
+    """
+    m, loss = cfg.model, cfg.loss
+    mode = loss.vicreg_mode if loss.vicreg_on else "off"
+    if mode not in ("off", "pred_blocks"):
+        raise ValueError(f"analytic_flops: vicreg_mode {mode!r} is not modelled (only off and pred_blocks)")
+    grid = (m.img_size // m.patch_size) ** 2
+    d, p, r, kc, kt = m.embed_dim, m.pred_embed_dim, m.mlp_ratio, context_tokens, target_tokens
+    nt = cfg.mask.num_targets
+    patch = 2.0 * grid * m.in_chans * m.patch_size ** 2 * d
+    target = patch + m.depth * _block(grid, d, r)
+    context = m.depth * _block(kc, d, r)  # blocks only; the patch conv is counted apart
+    predictor = 2.0 * kc * d * p + nt * m.pred_depth * _block(kc + kt, p, r) + 2.0 * nt * kt * p * d
+    vicreg = 0.0
+    if mode == "pred_blocks":
+        w = loss.projector_dim or d
+        vicreg = nt * 2.0 * (d * w + 2 * w * w)  # the projector MLP on M pooled vectors
+        if loss.covariance:
+            vicreg += nt * 2.0 * w * w  # the per-block covariance matmul, per image
+    with_grad = context + predictor + vicreg
+    total = target + 2 * patch + 3 * with_grad
+    return {"total": total, "target_encoder": target, "context_encoder_fwd": patch + context,
+            "predictor_fwd": predictor, "vicreg_fwd": vicreg}
+
+
+def counted_flops(online: torch.nn.Module, target: torch.nn.Module, batch: dict[str, Any], cfg: Any) -> float:
+    """FLOPs of compute_loss + backward on ``batch`` counted by FlopCounterMode (gradients left set).
+
+    Run it on a copy or after timing: the backward writes .grad and BatchNorm updates its
+    running statistics.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cjepa.engine.step import compute_loss
+
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        loss, _ = compute_loss(online, target, batch, cfg)
+        loss.backward()
+    return float(counter.get_total_flops())
+
+
+def step_flops(cfg: Any, batch: dict[str, Any], count_batch: int = 2) -> dict[str, float]:
+    """Counted and analytic FLOPs per image of ``cfg``'s step on ``batch``'s mask shapes.
+
+    Counted on a fresh fp32 CPU model with the first ``count_batch`` images (FLOPs are linear in
+    the batch: attention is per image, and the masks keep their token counts when sliced).
+    """
+    from cjepa.masks import Masks
+    from cjepa.model import OnlineNetwork, make_target
+
+    masks = batch["masks"]
+    small = {"step": 0, "images": batch["images"][:count_batch].float().cpu(),
+             "masks": Masks(masks.context[:count_batch].cpu(), masks.targets[:, :count_batch].cpu())}
+    online = OnlineNetwork(cfg)
+    online.train()
+    target = make_target(online.encoder)
+    counted = counted_flops(online, target, small, cfg) / count_batch
+    kc, kt = int(masks.context.shape[1]), int(masks.targets.shape[2])
+    try:
+        analytic = analytic_flops(cfg, kc, kt)["total"]
+    except ValueError:
+        analytic = float("nan")
+    return {"counted": counted, "analytic": analytic, "context_tokens": kc, "target_tokens": kt,
+            "num_targets": int(masks.targets.shape[0])}
