@@ -119,7 +119,7 @@ class StepVariant:
     def __init__(self, threads: int) -> None:
         from cjepa.engine.step import build_optimizer
         from cjepa.masks import MultiBlockMaskGenerator
-        from cjepa.model import OnlineNetwork, make_target
+        from cjepa.method import CJEPA
 
         self.name, self.group, self.threads, self.rates = f"train step ({threads} threads)", "step", threads, []
         self.cfg = cfg = load_config(REPO / "configs" / "cjepa_fmnist_cpu.yaml")
@@ -131,17 +131,15 @@ class StepVariant:
         sampler = StepBatchSampler(len(data), cfg.optim.batch_size, seed=0, epochs=1)
         self.batches = [ds[key] for key, _ in zip(sampler, range(4))]
         torch.manual_seed(0)
-        self.online = OnlineNetwork(cfg)
-        self.target = make_target(self.online.encoder)
-        self.opt = build_optimizer(self.online, cfg)
+        self.model = CJEPA(cfg)
+        self.opt = build_optimizer(self.model, cfg.optim)
         self.batch = cfg.optim.batch_size
 
     def run(self, steps: int) -> float:
         from cjepa.engine.step import train_step
 
         torch.set_num_threads(self.threads)
-        step = lambda i: train_step(self.online, self.target, self.opt, self.batches[i % 4], self.cfg,  # noqa: E731
-                                    1e-4, 0.04, 0.996, None)
+        step = lambda i: train_step(self.model, self.opt, self.batches[i % 4], 1e-4, 0.04, 0.996)  # noqa: E731
         step(0)  # untimed, like the first batch of a loader
         t = time.perf_counter()
         for i in range(1, steps):

@@ -1,7 +1,7 @@
 """FLOPs of one C-JEPA / I-JEPA training step, chip peaks and MFU (used by bench/gpu_check.py).
 
 Why two counts: MFU is only as good as its numerator. ``counted_flops`` runs the real step
-(``cjepa.engine.step.compute_loss`` + backward) under ``torch.utils.flop_counter.FlopCounterMode``;
+(``cjepa.method.CJEPA``'s loss + backward) under ``torch.utils.flop_counter.FlopCounterMode``;
 ``analytic_flops`` is the closed-form ViT sum. They agree exactly on the matmul/attention FLOPs
 (tests/bench/test_gpu_check.py checks it on a tiny model), so either can be trusted for the
 ViT-B/16 figure. Convention (PaLM's MFU): matmuls, convolutions and attention only, forward +
@@ -82,8 +82,8 @@ def analytic_flops(cfg: Any, context_tokens: int, target_tokens: int) -> dict[st
             "predictor_fwd": predictor, "vicreg_fwd": vicreg}
 
 
-def counted_flops(online: torch.nn.Module, target: torch.nn.Module, batch: dict[str, Any], cfg: Any) -> float:
-    """FLOPs of compute_loss + backward on ``batch`` counted by FlopCounterMode (gradients left set).
+def counted_flops(model: torch.nn.Module, batch: dict[str, Any]) -> float:
+    """FLOPs of the method's forward (loss) + backward on ``batch`` counted by FlopCounterMode.
 
     Run it on a copy or after timing: the backward writes .grad and BatchNorm updates its
     running statistics.
@@ -91,11 +91,9 @@ def counted_flops(online: torch.nn.Module, target: torch.nn.Module, batch: dict[
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from cjepa.engine.step import compute_loss
-
     counter = FlopCounterMode(display=False)
     with counter, sdpa_kernel(SDPBackend.MATH):
-        loss, _ = compute_loss(online, target, batch, cfg)
+        loss, _ = model(batch)
         loss.backward()
     return float(counter.get_total_flops())
 
@@ -107,15 +105,14 @@ def step_flops(cfg: Any, batch: dict[str, Any], count_batch: int = 2) -> dict[st
     the batch: attention is per image, and the masks keep their token counts when sliced).
     """
     from cjepa.masks import Masks
-    from cjepa.model import OnlineNetwork, make_target
+    from cjepa.method import CJEPA
 
     masks = batch["masks"]
     small = {"step": 0, "images": batch["images"][:count_batch].float().cpu(),
              "masks": Masks(masks.context[:count_batch].cpu(), masks.targets[:, :count_batch].cpu())}
-    online = OnlineNetwork(cfg)
-    online.train()
-    target = make_target(online.encoder)
-    counted = counted_flops(online, target, small, cfg) / count_batch
+    model = CJEPA(cfg)
+    model.train()
+    counted = counted_flops(model, small) / count_batch
     kc, kt = int(masks.context.shape[1]), int(masks.targets.shape[2])
     try:
         analytic = analytic_flops(cfg, kc, kt)["total"]

@@ -1,7 +1,8 @@
 """Stage (b) of bench/gpu_check.py: training-step images/s, peak memory and MFU of one variant.
 
-The step is the trainer's own (``cjepa.engine.step.train_step``: target forward, online forward,
-loss, backward, AdamW, EMA) on a model built exactly as ``cjepa.engine.trainer.train`` builds it,
+The step is the trainer's own (``cjepa.engine.step.train_step`` around ``cjepa.method.CJEPA``:
+target forward, online forward, loss, backward, AdamW, EMA) on a model built exactly as
+``cjepa.engine.trainer.train`` builds it,
 under the trainer's autocast policy (bf16). Batches and masks come from
 bench/step_throughput.py's ``make_batches`` (random images, real multi-block masks of steps
 0..n-1), moved to the device before the clock starts, so only the step is timed. ``train_step``
@@ -50,7 +51,7 @@ def _measure(config: Path, overrides: list[str], batch_size: int, device: torch.
     from cjepa.engine.step import build_optimizer, train_step
     from cjepa.engine.trainer import resolve_autocast
     from cjepa.masks import Masks
-    from cjepa.model import OnlineNetwork, make_target
+    from cjepa.method import CJEPA
 
     cfg = load_config(config, [*overrides, f"optim.batch_size={batch_size}", "run.precision=bf16"])
     autocast = resolve_autocast(cfg, device)
@@ -60,17 +61,15 @@ def _measure(config: Path, overrides: list[str], batch_size: int, device: torch.
     batches = [{"step": i, "images": b.images.to(device), "masks": Masks(b.context, b.targets).to(device)}
                for i, b in enumerate(prepared)]
     torch.manual_seed(0)
-    online = OnlineNetwork(cfg).to(device)
-    online.train()
-    target = make_target(online.encoder)
-    optimizer = build_optimizer(online, cfg)
+    model = CJEPA(cfg).to(device)
+    model.train()
+    optimizer = build_optimizer(model, cfg.optim)
     if compile_:
-        online.compile(dynamic=True)
-        target.compile(dynamic=True)
+        model.compile(dynamic=True)
     lr, wd, momentum = cfg.optim.lr, cfg.optim.weight_decay, cfg.ema.start
 
     def step(i: int) -> dict[str, float]:
-        return train_step(online, target, optimizer, batches[i % len(batches)], cfg, lr, wd, momentum, autocast)
+        return train_step(model, optimizer, batches[i % len(batches)], lr, wd, momentum, autocast, cfg.optim.grad_clip)
 
     t0 = time.perf_counter()
     first = step(0)
@@ -96,7 +95,7 @@ def _measure(config: Path, overrides: list[str], batch_size: int, device: torch.
     return {
         "config": str(config), "batch_size": batch_size, "steps": steps, "warmup": warmup, "compiled": compile_,
         "autocast": str(autocast).replace("torch.", "") if autocast else None, "device": str(device),
-        "params": sum(p.numel() for p in online.parameters()),
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "img_per_s": batch_size / seconds, "step_ms_median": 1000 * statistics.median(times),
         "step_ms_min": 1000 * min(times), "first_step_s": first_s, "warmup_s": warmup_s, "peak_mem_gib": peak_mem,
         "context_tokens_mean": statistics.fmean(int(mk.context.shape[1]) for mk in timed),

@@ -144,17 +144,16 @@ def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: in
     """One of our steps, built exactly as the trainer builds it (cjepa.engine.step.train_step)."""
     from cjepa.config import load_config
     from cjepa.engine.step import build_optimizer, train_step
-    from cjepa.model import OnlineNetwork, make_target
+    from cjepa.method import CJEPA
 
     cfg = load_config(config, [*overrides, *OURS[name], f"optim.batch_size={batch_size}"])
     if name != "ijepa" and not cfg.loss.vicreg_on:
         raise SystemExit(f"variant {name}: the config turns VICReg off (loss.beta_vicreg={cfg.loss.beta_vicreg}); "
                          "benchmark a C-JEPA config")
     torch.manual_seed(seed)
-    online = OnlineNetwork(cfg)
-    target = make_target(online.encoder)
-    optimizer = build_optimizer(online, cfg)
-    online.train()
+    model = CJEPA(cfg)
+    optimizer = build_optimizer(model, cfg.optim)
+    model.train()
     lr, wd, momentum = cfg.optim.lr, cfg.optim.weight_decay, cfg.ema.start
     two_views = name == "cjepa_two_views"
 
@@ -164,10 +163,10 @@ def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: in
         batch: dict[str, Any] = {"step": 0, "images": b.images, "masks": Masks(b.context, b.targets)}
         if two_views:
             batch["images2"] = b.images2
-        train_step(online, target, optimizer, batch, cfg, lr, wd, momentum, None)
+        train_step(model, optimizer, batch, lr, wd, momentum, None, cfg.optim.grad_clip)
 
     mode = cfg.loss.vicreg_mode if cfg.loss.vicreg_on else "off (beta_vicreg=0)"
-    return Variant(name, "ours", step, _count(online), f"vicreg {mode}")
+    return Variant(name, "ours", step, _count(model), f"vicreg {mode}")
 
 
 def _lightly_step(encoder: nn.Module, target: nn.Module, predictor: nn.Module, cfg: Any,
@@ -429,18 +428,18 @@ def vicreg_breakdown(args: argparse.Namespace, batches: list[Batch], reps: int) 
     """
     from cjepa.config import load_config
     from cjepa.losses import vicreg_blocks
-    from cjepa.model import OnlineNetwork
+    from cjepa.method import CJEPA
 
     cfg = load_config(args.config, [*args.override, *OURS["cjepa"], f"optim.batch_size={args.batch_size}"])
     torch.manual_seed(args.seed)
-    online = OnlineNetwork(cfg)
+    online = CJEPA(cfg)
     online.train()
-    assert online.projector is not None
+    projector = online.regularizer.projector  # pred_blocks
     b = batches[0]
     with torch.no_grad():
-        pred = online(b.images, b.context, b.targets).pred
+        pred = online.predictor(online.encoder(b.images, b.context), b.context, b.targets)
     m_, bs = pred.shape[:2]
-    proj_opt = torch.optim.AdamW(online.projector.parameters(), lr=cfg.optim.lr)
+    proj_opt = torch.optim.AdamW(projector.parameters(), lr=cfg.optim.lr)
 
     def timed(fn: Callable[[], Any]) -> float:
         for _ in range(3):
@@ -455,7 +454,7 @@ def vicreg_breakdown(args: argparse.Namespace, batches: list[Batch], reps: int) 
     leaf = pred.detach().requires_grad_(True)
 
     def proj_fwd() -> Tensor:
-        return online.projector(leaf.mean(dim=2).reshape(m_ * bs, -1)).view(m_, bs, -1)
+        return projector(leaf.mean(dim=2).reshape(m_ * bs, -1)).view(m_, bs, -1)
 
     def terms_fwd(z: Tensor) -> Tensor:
         return vicreg_blocks(z, cfg.loss).weighted(cfg.loss)
@@ -465,7 +464,7 @@ def vicreg_breakdown(args: argparse.Namespace, batches: list[Batch], reps: int) 
     def full() -> None:
         (cfg.loss.beta_vicreg * terms_fwd(proj_fwd())).backward()
         leaf.grad = None
-        online.projector.zero_grad(set_to_none=True)
+        projector.zero_grad(set_to_none=True)
 
     out = {
         "projector_fwd_ms": timed(proj_fwd),
@@ -473,18 +472,19 @@ def vicreg_breakdown(args: argparse.Namespace, batches: list[Batch], reps: int) 
         "vicreg_terms_fwd_bwd_ms": timed(lambda: terms_fwd(z0).backward()),
         "projector_plus_terms_fwd_bwd_ms": timed(full),
     }
-    for p in online.parameters():
+    params = [p for p in online.parameters() if p.requires_grad]
+    for p in params:
         p.grad = torch.randn_like(p) * 1e-3
     out["adamw_projector_params_ms"] = timed(proj_opt.step)
     # Step costs that are not VICReg but differ from lightly's loop (context for the ratios):
     # train_step always calls clip_grad_norm_ (max_norm=inf when optim.grad_clip=0, for the log).
     out["clip_grad_norm_inf_all_params_ms"] = timed(
-        lambda: torch.nn.utils.clip_grad_norm_(online.parameters(), float("inf")))
+        lambda: torch.nn.utils.clip_grad_norm_(params, float("inf")))
     for foreach in (False, True):
-        opt = torch.optim.AdamW(online.parameters(), lr=cfg.optim.lr, foreach=foreach)
+        opt = torch.optim.AdamW(params, lr=cfg.optim.lr, foreach=foreach)
         out[f"adamw_all_params_foreach_{foreach}_ms".lower()] = timed(opt.step)
     # The M-fold copies our step makes to gather target tokens / target positions (the lines of
-    # cjepa/engine/step.py:target_tokens and cjepa/model/vit.py:Predictor.forward), next to a
+    # cjepa/method/cjepa.py:target_blocks and cjepa/model/vit.py:Predictor.forward), next to a
     # copy-free indexed gather that gives bit-identical tensors.
     from cjepa.model import gather_tokens
 

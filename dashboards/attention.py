@@ -41,14 +41,14 @@ class Trial:
 def load_trial(arm: str, seed: int, path: Path) -> Trial:
     from cjepa.config import from_dict
     from cjepa.engine.checkpoint import load_checkpoint
-    from cjepa.model.vit import ViTEncoder
+    from cjepa.model import build_encoder
 
     state = load_checkpoint(path)
     cfg = from_dict(state["config"])
     m = cfg.model
 
     def encoder(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
-        enc = ViTEncoder(m.img_size, m.patch_size, m.in_chans, m.embed_dim, m.depth, m.num_heads, m.mlp_ratio)
+        enc = build_encoder(m)
         enc.load_state_dict(weights)
         return enc.eval()
 

@@ -24,6 +24,7 @@ from cjepa.eval import (
     raw_pixel_baseline,
 )
 from cjepa.masks import MultiBlockMaskGenerator
+from cjepa.method import CJEPA
 
 PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
 
@@ -82,7 +83,7 @@ class Evaluator:
         Cached like the raw-pixel baseline: it depends on the model config and seed, not the run."""
         import json
 
-        from cjepa.model import OnlineNetwork
+        from cjepa.model import build_encoder
 
         cfg = self.cfg
         model_key = json.dumps(cfg.to_dict()["model"], sort_keys=True)
@@ -91,7 +92,7 @@ class Evaluator:
         def compute() -> dict[str, float]:
             with torch.random.fork_rng(devices=[]):  # the run's own RNG stream is untouched
                 torch.manual_seed(cfg.run.seed)
-                encoder = OnlineNetwork(cfg).encoder.to(self.device)
+                encoder = build_encoder(cfg.model).to(self.device)  # drawn first, as in CJEPA
             scores = self.score(encoder, "rand")
             return {_rand_name(k): v for k, v in scores.items() if k.startswith(("knn_", "linear_"))}
 
@@ -102,23 +103,25 @@ class Evaluator:
         return cached_scores(cache, key, params, names, compute)
 
     @torch.no_grad()
-    def predictor_spread(self, online: nn.Module) -> dict[str, float]:
+    def predictor_spread(self, model: CJEPA) -> dict[str, float]:
         """Collapse metrics of pooled predictor outputs on fixed images and fixed masks."""
-        was_training = online.training
-        online.eval()
+        modes = (model.encoder.training, model.predictor.training)
+        model.encoder.eval()
+        model.predictor.eval()
         x = self.test_x[:PRED_PROBE_IMAGES].to(self.device)
         masks = self.mask_gen(len(x), 0)
-        ctx = online.encoder(x, masks.context.to(self.device))
-        pred = online.predictor(ctx, masks.context.to(self.device), masks.targets.to(self.device))
-        online.train(was_training)
+        ctx = model.encoder(x, masks.context.to(self.device))
+        pred = model.predictor(ctx, masks.context.to(self.device), masks.targets.to(self.device))
+        model.encoder.train(modes[0])
+        model.predictor.train(modes[1])
         return collapse_metrics(pred.float().mean(dim=2).flatten(0, 1).cpu(), "pred")
 
-    def evaluate(self, online: nn.Module, target: nn.Module) -> dict[str, float]:
-        """All evaluation metrics for one epoch (``online`` unwrapped from DDP)."""
+    def evaluate(self, model: CJEPA) -> dict[str, float]:
+        """All evaluation metrics for one epoch (``model`` unwrapped from DDP)."""
         metrics = dict(self.baseline)
         for name in self.cfg.eval.encoders:
-            metrics.update(self.score(target if name == "target" else online.encoder, name))
-        metrics.update(self.predictor_spread(online))
+            metrics.update(self.score(model.target if name == "target" else model.encoder, name))
+        metrics.update(self.predictor_spread(model))
         return metrics
 
 

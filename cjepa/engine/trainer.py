@@ -1,9 +1,11 @@
 """The epoch loop: data, steps, evaluation, checkpoints and reporters, with exact resume.
 
 Runs in one process, or in each process of a ``torch.distributed`` group (the Ray Train layer
-initialises the group and calls :func:`train`): the online network is wrapped in DDP, each rank
-takes its share of every global batch, VICReg statistics are gathered over the global batch,
-and rank 0 evaluates, checkpoints and reports.
+initialises the group and calls :func:`train`): the method object (:class:`cjepa.method.CJEPA`)
+is wrapped in DDP, each rank takes its share of every global batch, VICReg statistics and the
+projector's batch norm are taken over the global batch, and rank 0 evaluates, checkpoints and
+reports. What a step computes is the method's business; this loop only schedules, steps,
+evaluates and saves.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from cjepa.engine.checkpoint import CHECKPOINT_NAME, check_compatible, load_chec
 from cjepa.engine.evaluation import Evaluator
 from cjepa.engine.reporting import Reporter
 from cjepa.engine.schedules import Schedules
-from cjepa.engine.step import build_optimizer, train_step, unwrap
-from cjepa.losses.distributed import gather_with_grad
+from cjepa.engine.step import build_optimizer, train_step
 from cjepa.masks import MultiBlockMaskGenerator, save_mask_png
-from cjepa.model import OnlineNetwork, make_target
+from cjepa.method import CJEPA, needs_second_view, unwrap
+from cjepa.model import global_batchnorm
 
 
 @dataclass
@@ -93,38 +95,100 @@ class _EpochMeter:
         return {"sums": dict(self.sums), "steps": self.steps, "images": self.images, "seconds": self.seconds}
 
 
-class _GatheredBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d over the global batch for CPU (gloo) DDP, where ``nn.SyncBatchNorm`` refuses to
-    run ("SyncBatchNorm layers only work with GPU modules"). It gathers the inputs with gradient
-    (:func:`cjepa.losses.distributed.gather_with_grad`, whose sum-over-ranks backward plus DDP's
-    average gives the full-batch gradient, as for the VICReg statistics), normalises the global
-    batch as one process would (same statistics and running buffers) and keeps this rank's rows.
-    Costs a gather of the projector activations, not only of their statistics: fine at CPU sizes."""
+@dataclass
+class _Run:
+    """Everything one call of :func:`train` builds before its first step."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
-            return super().forward(x)
-        n, rank = x.shape[0], dist.get_rank()
-        return super().forward(gather_with_grad(x))[rank * n:(rank + 1) * n]
+    cfg: Config
+    rank: int
+    world: int
+    device: torch.device
+    autocast: torch.dtype | None
+    dataset: StepBatchDataset
+    mask_gen: MultiBlockMaskGenerator
+    sched: Schedules
+    model: nn.Module  # CJEPA, DDP-wrapped when world > 1
+    optimizer: torch.optim.Optimizer
+    ckpt_path: Path
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # reporter state kept in the checkpoint
+    meter_state: dict[str, Any] | None = None
+    rng_state: torch.Tensor | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
-def _global_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """Batch norm statistics over the global batch: SyncBatchNorm on CUDA, gathering on CPU.
-    Same parameters, buffers and names as the plain layers, so checkpoints stay interchangeable."""
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm1d:
-            new = _GatheredBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                     child.track_running_stats, device=device)
-            # The same Parameter/buffer objects (as convert_sync_batchnorm does): the optimizer,
-            # built before the conversion, must keep updating them.
-            for key, value in [*child._parameters.items(), *child._buffers.items()]:
-                setattr(new, key, value)
-            setattr(module, name, new)
-        else:
-            _global_batchnorm(child, device)
-    return module
+def _build(cfg: Config) -> _Run:
+    """Data, masks, schedules, the method and its optimizer; resumed state when a checkpoint exists."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = resolve_device(cfg)
+    data = load_split(cfg.data, "train")
+    mean, std = dataset_stats(cfg.data.dataset)
+    m = cfg.model
+    mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
+    dataset = StepBatchDataset(data, m.img_size, cfg.data.crop_scale, mean, std, m.in_chans, cfg.run.seed,
+                               mask_gen, two_views=needs_second_view(cfg), rank=rank, world_size=world,
+                               hflip=cfg.data.hflip)
+    sched = Schedules(cfg, StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed).steps_per_epoch)
+    torch.manual_seed(cfg.run.seed)  # identical initial weights in every process
+    model = CJEPA(cfg).to(device)
+    run = _Run(cfg, rank, world, device, resolve_autocast(cfg, device), dataset, mask_gen, sched, model,
+               build_optimizer(model, cfg.optim), Path(cfg.run.output_dir) / CHECKPOINT_NAME)
+    if cfg.run.resume and run.ckpt_path.exists():
+        _restore(run)
+    if world > 1:
+        run.model = nn.parallel.DistributedDataParallel(
+            global_batchnorm(model, device), device_ids=[device.index] if device.index is not None else None)
+    return run
+
+
+def _restore(run: _Run) -> None:
+    state = load_checkpoint(run.ckpt_path)
+    check_compatible(state["config"], run.cfg.to_dict(), run.ckpt_path)
+    model = unwrap(run.model)
+    model.load_online_state_dict(state["online"])
+    model.target.load_state_dict(state["target"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.rng_state = state["rng"]["torch"]
+    run.step, run.extra, run.meter_state = state["step"], dict(state.get("extra", {})), state.get("meter")
+
+
+def _checkpoint(run: _Run, meter: _EpochMeter) -> Path:
+    model = unwrap(run.model)
+    return save_checkpoint(run.ckpt_path, {
+        "config": run.cfg.to_dict(), "step": run.step, "epoch": run.step // run.sched.steps_per_epoch,
+        "extra": run.extra, "online": model.online_state_dict(), "target": model.target.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()}, "meter": meter.state(),
+    })
+
+
+def _write_run_files(run: _Run) -> None:
+    """The resolved config and a picture of one batch's masks, next to the checkpoint."""
+    run_dir = run.ckpt_path.parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(run.cfg.to_yaml())
+    sample = run.dataset[(0, torch.arange(min(8, run.cfg.optim.batch_size)))]
+    save_mask_png(run.mask_gen(len(sample["images"]), 0), run.mask_gen.grid, run_dir / "masks.png",
+                  images=sample["images"])
+
+
+def _epoch_metrics(run: _Run, meter: _EpochMeter, evaluator: Evaluator | None) -> dict[str, float]:
+    """The epoch's training means, its budget used so far and, when due, the evaluation."""
+    epoch = run.step // run.sched.steps_per_epoch
+    metrics = {"epoch": float(epoch), "step": float(run.step), **meter.means(run.world)}
+    # The budget a trial has used (kept in the checkpoint, so it survives resume):
+    # training seconds x threads x processes, in CPU-minutes (evaluation excluded).
+    run.extra["train_time_s"] = float(run.extra.get("train_time_s", 0.0)) + metrics["epoch_time_s"]
+    metrics["train_cpu_min"] = run.extra["train_time_s"] * torch.get_num_threads() * run.world / 60.0
+    if evaluator is not None and (epoch % run.cfg.eval.every == 0 or run.step == run.sched.total_steps):
+        t0 = time.perf_counter()
+        metrics.update(evaluator.evaluate(unwrap(run.model)))
+        metrics["eval_time_s"] = time.perf_counter() - t0
+    return metrics
 
 
 def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
@@ -133,113 +197,66 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     ``reporters`` are this process's: under torch.distributed, pass rank-specific lists.
     """
     reporters = reporters or []
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    device = resolve_device(cfg)
-    autocast_dtype = resolve_autocast(cfg, device)
-    run_dir = Path(cfg.run.output_dir)
-    ckpt_path = run_dir / CHECKPOINT_NAME
-
-    data = load_split(cfg.data, "train")
-    mean, std = dataset_stats(cfg.data.dataset)
-    m = cfg.model
-    mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
-    dataset = StepBatchDataset(data, m.img_size, cfg.data.crop_scale, mean, std, m.in_chans, cfg.run.seed,
-                               mask_gen, two_views=cfg.loss.vicreg_on and cfg.loss.vicreg_mode == "two_views",
-                               rank=rank, world_size=world, hflip=cfg.data.hflip)
-    probe_sampler = StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed)
-    sched = Schedules(cfg, probe_sampler.steps_per_epoch)
-    spe, total = sched.steps_per_epoch, sched.total_steps
-
-    torch.manual_seed(cfg.run.seed)  # identical initial weights in every process
-    online: nn.Module = OnlineNetwork(cfg).to(device)
-    target = make_target(online.encoder)
-    optimizer = build_optimizer(online, cfg)
-    step, extra, meter_state, rng_state = 0, {}, None, None
-    if cfg.run.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        check_compatible(state["config"], cfg.to_dict(), ckpt_path)
-        online.load_state_dict(state["online"])
-        target.load_state_dict(state["target"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng_state = state["rng"]["torch"]
-        step, extra, meter_state = state["step"], dict(state.get("extra", {})), state.get("meter")
-    if world > 1:
-        online = _global_batchnorm(online, device)
-        online = nn.parallel.DistributedDataParallel(online, device_ids=[device.index] if device.index is not None
-                                                     else None)
-
-    is_main = rank == 0
-    evaluator = Evaluator(cfg, device, autocast_dtype) if is_main and cfg.eval.every > 0 else None
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        sample = dataset[(0, torch.arange(min(8, cfg.optim.batch_size)))]
-        save_mask_png(mask_gen(len(sample["images"]), 0), mask_gen.grid, run_dir / "masks.png",
-                      images=sample["images"])
+    run = _build(cfg)
+    evaluator = Evaluator(cfg, run.device, run.autocast) if run.is_main and cfg.eval.every > 0 else None
+    if run.is_main:
+        _write_run_files(run)
+    spe, total = run.sched.steps_per_epoch, run.sched.total_steps
     for r in reporters:
-        r.on_start(run_dir, step // spe, extra)
-
-    def checkpoint(meter: _EpochMeter) -> Path:
-        return save_checkpoint(ckpt_path, {
-            "config": cfg.to_dict(), "step": step, "epoch": step // spe, "extra": extra,
-            "online": unwrap(online).state_dict(), "target": target.state_dict(),
-            "optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()},
-            "meter": meter.state(),
-        })
-
-    sampler = StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed, start_step=step,
-                               epochs=cfg.run.epochs, rank=rank, world_size=world)
-    loader = build_loader(dataset, sampler, cfg.data.num_workers)
-    result = TrainResult(run_dir=run_dir, step=step)
-    meter = _EpochMeter(meter_state)
-    online.train()
-    if rng_state is not None:  # restored last: set-up above may draw random numbers
-        torch.set_rng_state(rng_state)
+        r.on_start(run.ckpt_path.parent, run.step // spe, run.extra)
+    sampler = StepBatchSampler(len(run.dataset.data.labels), cfg.optim.batch_size, cfg.run.seed, start_step=run.step,
+                               epochs=cfg.run.epochs, rank=run.rank, world_size=run.world)
+    result = TrainResult(run_dir=run.ckpt_path.parent, step=run.step)
+    meter = _EpochMeter(run.meter_state)
+    run.model.train()
+    if run.rng_state is not None:  # restored last: set-up above may draw random numbers
+        torch.set_rng_state(run.rng_state)
     tick = time.perf_counter()
-    for batch in loader:
-        assert batch["step"] == step, f"loader is at step {batch['step']}, trainer at {step}"
-        batch = _to_device(batch, device)
-        logs = train_step(online, target, optimizer, batch, cfg, sched.lr(step), sched.weight_decay(step),
-                          sched.momentum(step), autocast_dtype)
-        step += 1
+    for batch in build_loader(run.dataset, sampler, cfg.data.num_workers):
+        assert batch["step"] == run.step, f"loader is at step {batch['step']}, trainer at {run.step}"
+        logs = train_step(run.model, run.optimizer, _to_device(batch, run.device), run.sched.lr(run.step),
+                          run.sched.weight_decay(run.step), run.sched.momentum(run.step), run.autocast,
+                          cfg.optim.grad_clip)
+        run.step += 1
         now = time.perf_counter()
         meter.add(logs, len(batch["images"]), now - tick)
         tick = now
-        if step % cfg.run.log_every == 0:
-            running = {**{k: v / meter.steps for k, v in meter.sums.items()}, "epoch": step / spe,
-                       "img_per_s": meter.images * world / max(meter.seconds, 1e-9)}
+        if run.step % cfg.run.log_every == 0:
+            running = {**{k: v / meter.steps for k, v in meter.sums.items()}, "epoch": run.step / spe,
+                       "img_per_s": meter.images * run.world / max(meter.seconds, 1e-9)}
             for r in reporters:
-                r.on_step(step, running)
-        stop_early = 0 < cfg.run.max_steps <= step < total
-        if step % spe == 0:
-            epoch = step // spe
-            metrics = {"epoch": float(epoch), "step": float(step), **meter.means(world)}
-            # The budget a trial has used (kept in the checkpoint, so it survives resume):
-            # training seconds x threads x processes, in CPU-minutes (evaluation excluded).
-            extra["train_time_s"] = float(extra.get("train_time_s", 0.0)) + metrics["epoch_time_s"]
-            metrics["train_cpu_min"] = extra["train_time_s"] * torch.get_num_threads() * world / 60.0
-            if evaluator is not None and (epoch % cfg.eval.every == 0 or step == total):
-                t0 = time.perf_counter()
-                metrics.update(evaluator.evaluate(unwrap(online), target))
-                metrics["eval_time_s"] = time.perf_counter() - t0
+                r.on_step(run.step, running)
+        stop_early = 0 < cfg.run.max_steps <= run.step < total
+        if run.step % spe == 0:
+            result.history.append(_end_epoch(run, meter, evaluator, reporters, stop_early))
             meter = _EpochMeter()
-            for r in reporters:
-                r.on_epoch(epoch, metrics)
-            due = cfg.run.checkpoint_every and (epoch % cfg.run.checkpoint_every == 0 or step == total)
-            ckpt = checkpoint(meter) if is_main and (due or stop_early) else None
-            for r in reporters:
-                r.on_checkpoint(epoch, metrics, ckpt)
-            result.history.append(metrics)
             tick = time.perf_counter()  # evaluation and checkpoint time is not training time
-        elif stop_early and is_main:
-            checkpoint(meter)
+        elif stop_early and run.is_main:
+            _checkpoint(run, meter)
         if stop_early:
             break
-    result.step = step
-    result.completed = step >= total
-    if world > 1:
+    return _finish(run, result, reporters)
+
+
+def _end_epoch(run: _Run, meter: _EpochMeter, evaluator: Evaluator | None, reporters: list[Reporter],
+               stop_early: bool) -> dict[str, float]:
+    """Metrics to every reporter, then the checkpoint (reporters see the epoch before it is durable)."""
+    epoch, total = run.step // run.sched.steps_per_epoch, run.sched.total_steps
+    metrics = _epoch_metrics(run, meter, evaluator)
+    for r in reporters:
+        r.on_epoch(epoch, metrics)
+    every = run.cfg.run.checkpoint_every
+    due = every and (epoch % every == 0 or run.step == total)
+    ckpt = _checkpoint(run, _EpochMeter()) if run.is_main and (due or stop_early) else None
+    for r in reporters:
+        r.on_checkpoint(epoch, metrics, ckpt)
+    return metrics
+
+
+def _finish(run: _Run, result: TrainResult, reporters: list[Reporter]) -> TrainResult:
+    result.step = run.step
+    result.completed = run.step >= run.sched.total_steps
+    if run.world > 1:
         dist.barrier()
     if result.completed:
         final = result.history[-1] if result.history else {}

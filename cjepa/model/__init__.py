@@ -1,7 +1,9 @@
-"""Encoders, predictor, projector and EMA target (timm parts, I-JEPA layout)."""
+"""Networks in the I-JEPA layout from timm parts: ViT encoder, predictor, projector, EMA target."""
 
-from cjepa.model.cjepa import OnlineNetwork, OnlineOutputs, build_projector, ema_update, make_target
+from cjepa.model.ema import ema_update, make_target
+from cjepa.model.factory import build_encoder, build_predictor, build_projector
+from cjepa.model.norm import GatheredBatchNorm, global_batchnorm
 from cjepa.model.vit import Predictor, ViTEncoder, gather_tokens
 
-__all__ = ["OnlineNetwork", "OnlineOutputs", "Predictor", "ViTEncoder", "build_projector", "ema_update",
-           "gather_tokens", "make_target"]
+__all__ = ["GatheredBatchNorm", "Predictor", "ViTEncoder", "build_encoder", "build_predictor", "build_projector",
+           "ema_update", "gather_tokens", "global_batchnorm", "make_target"]

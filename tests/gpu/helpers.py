@@ -11,7 +11,7 @@ from torch import nn
 from cjepa.config import Config
 from cjepa.engine.step import build_optimizer, train_step
 from cjepa.masks import MultiBlockMaskGenerator
-from cjepa.model import OnlineNetwork, make_target
+from cjepa.method import CJEPA
 
 CUDA = torch.cuda.is_available()
 # Applied with pytest.mark.gpu to every module here: the default suite collects them and skips them
@@ -29,17 +29,17 @@ def batches(cfg: Config, n: int, device: torch.device, batch_size: int = 32, see
              "masks": gen(batch_size, s).to(device)} for s in range(n)]
 
 
-def build(cfg: Config, device: torch.device) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    """Online network, EMA target and AdamW, seeded and ordered as cjepa.engine.trainer.train builds them."""
+def build(cfg: Config, device: torch.device) -> tuple[CJEPA, torch.optim.Optimizer]:
+    """The method object (online networks + EMA target) and AdamW, seeded as cjepa.engine.trainer builds them."""
     torch.manual_seed(cfg.run.seed)
-    online = OnlineNetwork(cfg).to(device)
-    online.train()
-    return online, make_target(online.encoder), build_optimizer(online, cfg)
+    model = CJEPA(cfg).to(device)
+    model.train()
+    return model, build_optimizer(model, cfg.optim)
 
 
-def run_steps(cfg: Config, parts: tuple[nn.Module, nn.Module, torch.optim.Optimizer], data: list[dict[str, Any]],
+def run_steps(cfg: Config, parts: tuple[nn.Module, torch.optim.Optimizer], data: list[dict[str, Any]],
               autocast: torch.dtype | None) -> list[dict[str, float]]:
     """train_step over ``data`` with the config's peak lr/wd and EMA start; the per-step logs."""
-    online, target, optimizer = parts
-    return [train_step(online, target, optimizer, b, cfg, cfg.optim.lr, cfg.optim.weight_decay, cfg.ema.start,
-                       autocast) for b in data]
+    model, optimizer = parts
+    return [train_step(model, optimizer, b, cfg.optim.lr, cfg.optim.weight_decay, cfg.ema.start, autocast)
+            for b in data]

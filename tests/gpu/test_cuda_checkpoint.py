@@ -29,10 +29,10 @@ def _tensors(obj, path=""):
 def test_checkpoint_round_trip_on_cuda(tiny_cfg, tmp_path):
     cfg = tiny_cfg("loss.beta_vicreg=0.01")
     data = batches(cfg, 3, DEVICE)
-    online, target, optimizer = build(cfg, DEVICE)
-    run_steps(cfg, (online, target, optimizer), data[:2], torch.bfloat16)
-    state = {"config": cfg.to_dict(), "step": 2, "epoch": 0, "online": online.state_dict(),
-             "target": target.state_dict(), "optimizer": optimizer.state_dict(),
+    online, optimizer = build(cfg, DEVICE)
+    run_steps(cfg, (online, optimizer), data[:2], torch.bfloat16)
+    state = {"config": cfg.to_dict(), "step": 2, "epoch": 0, "online": online.online_state_dict(),
+             "target": online.target.state_dict(), "optimizer": optimizer.state_dict(),
              "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state()}}
     saved = dict(_tensors(state))
     assert any(t.is_cuda for t in saved.values())
@@ -45,16 +45,16 @@ def test_checkpoint_round_trip_on_cuda(tiny_cfg, tmp_path):
         assert t.device.type == "cpu", path
         assert t.dtype == saved[path].dtype and torch.equal(t, saved[path].cpu()), path
 
-    online2, target2, optimizer2 = build(cfg, DEVICE)
-    online2.load_state_dict(loaded["online"])
-    target2.load_state_dict(loaded["target"])
+    online2, optimizer2 = build(cfg, DEVICE)
+    online2.load_online_state_dict(loaded["online"])
+    online2.target.load_state_dict(loaded["target"])
     optimizer2.load_state_dict(loaded["optimizer"])
     for group in optimizer2.state.values():
         for key, value in group.items():
             if torch.is_tensor(value) and key != "step":
                 assert value.is_cuda, key
-    a = run_steps(cfg, (online, target, optimizer), data[2:], torch.bfloat16)[0]
-    b = run_steps(cfg, (online2, target2, optimizer2), data[2:], torch.bfloat16)[0]
+    a = run_steps(cfg, (online, optimizer), data[2:], torch.bfloat16)[0]
+    b = run_steps(cfg, (online2, optimizer2), data[2:], torch.bfloat16)[0]
     for key in ("loss", "grad_norm"):
         assert b[key] == pytest.approx(a[key], rel=1e-4), key
     ref = online.state_dict()

@@ -1,7 +1,7 @@
 """NCCL process group of one on CUDA, with the trainer's SyncBatchNorm conversion and DDP wrapper.
 
 Why a group of one: one GPU cannot host two NCCL ranks, but a group of one still runs everything
-the multi-GPU path sets up (NCCL init over TCP, ``_global_batchnorm`` turning the projector's
+the multi-GPU path sets up (NCCL init over TCP, ``cjepa.model.global_batchnorm`` turning the projector's
 BatchNorm1d into SyncBatchNorm on CUDA, DDP with ``device_ids``, all-reduce). With one rank the
 result must equal a plain single-process run of the same seed, step by step.
 """
@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cjepa.engine.trainer import _global_batchnorm
 from cjepa.losses.distributed import gather_with_grad
+from cjepa.model import global_batchnorm
 from tests.gpu.helpers import DEVICE, batches, build, requires_cuda, run_steps
 
 pytestmark = [pytest.mark.gpu, requires_cuda,
@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.gpu, requires_cuda,
 KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "grad_norm")
 # Zero-gradient-in-exact-arithmetic parameters (see tests/distributed/test_ddp_equivalence.py): AdamW turns
 # their rounding noise into lr-sized steps of random sign, so they are not compared.
-NOISE_ONLY = {"projector.0.bias", "projector.4.bias", "projector.8.bias", "projector.1.running_mean",
-              "projector.5.running_mean"}
+NOISE_ONLY = {f"regularizer.{k}" for k in ("projector.0.bias", "projector.4.bias", "projector.8.bias",
+                                           "projector.1.running_mean", "projector.5.running_mean")}
 
 
 def _free_port() -> int:
@@ -54,15 +54,15 @@ def test_nccl_group_of_one_matches_one_process(tiny_cfg, nccl_group):
     plain = build(cfg, DEVICE)
     expected = run_steps(cfg, plain, data, torch.bfloat16)
 
-    online, target, optimizer = build(cfg, DEVICE)
-    bn_weight = online.projector[1].weight
-    online = _global_batchnorm(online, DEVICE)
+    online, optimizer = build(cfg, DEVICE)
+    bn_weight = online.regularizer.projector[1].weight
+    online = global_batchnorm(online, DEVICE)
     kinds = {type(m) for m in online.modules()}
     assert nn.SyncBatchNorm in kinds and nn.BatchNorm1d not in kinds
-    assert online.projector[1].weight is bn_weight  # the optimizer, built before, still updates it
+    assert online.regularizer.projector[1].weight is bn_weight  # the optimizer, built before, still updates it
     before = bn_weight.detach().clone()
     ddp = nn.parallel.DistributedDataParallel(online, device_ids=[DEVICE.index])
-    got = run_steps(cfg, (ddp, target, optimizer), data, torch.bfloat16)
+    got = run_steps(cfg, (ddp, optimizer), data, torch.bfloat16)
     assert not torch.equal(bn_weight.detach(), before)
 
     for step, (a, b) in enumerate(zip(expected, got)):

@@ -12,7 +12,6 @@ import torch
 
 from cjepa.config import load_config
 from cjepa.engine import train
-from cjepa.engine.step import compute_loss
 from tests.conftest import tiny_overrides
 from tests.gpu.helpers import DEVICE, batches, build, requires_cuda, run_steps
 
@@ -23,12 +22,13 @@ KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov")
 def test_autocast_dtypes_on_cuda(tiny_cfg):
     """Under CUDA bf16 autocast the network runs in bf16 while the loss comes out in float32."""
     cfg = tiny_cfg("loss.beta_vicreg=0.01")
-    online, target, _ = build(cfg, DEVICE)
+    model, _ = build(cfg, DEVICE)
     b = batches(cfg, 1, DEVICE)[0]
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        out = online(b["images"], b["masks"].context, b["masks"].targets)
-        loss, logs = compute_loss(online, target, b, cfg)
-    assert out.pred.dtype == torch.bfloat16 and out.pred.is_cuda
+        ctx = model.encoder(b["images"], b["masks"].context)
+        pred = model.predictor(ctx, b["masks"].context, b["masks"].targets)
+        loss, logs = model(b)
+    assert pred.dtype == torch.bfloat16 and pred.is_cuda
     assert loss.dtype == torch.float32 and math.isfinite(logs["loss"])
 
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from cjepa.config import load_config
-from cjepa.engine.step import target_tokens
-from cjepa.model import OnlineNetwork, Predictor, ViTEncoder, make_target
+from cjepa.method import CJEPA, target_blocks
+from cjepa.model import Predictor, ViTEncoder, make_target
 
 
 @pytest.fixture
@@ -50,11 +50,10 @@ def test_target_tokens_are_layer_normed_output_blocks(encoder):
     target = make_target(encoder)
     x = torch.randn(2, 1, 16, 16)
     tgt_idx = torch.tensor([[[0, 1], [2, 3]], [[5, 6], [9, 10]]])
-    blocks, raw = target_tokens(target, x, tgt_idx)
+    blocks = target_blocks(target(x), tgt_idx)
     full = torch.nn.functional.layer_norm(target(x), (32,))
     torch.testing.assert_close(blocks[1, 0], full[0, [5, 6]])
     torch.testing.assert_close(blocks[0, 1], full[1, [2, 3]])
-    torch.testing.assert_close(raw, target(x))
     assert blocks.mean(-1).abs().max() < 1e-5  # parameter-free LN: zero mean per token
 
 
@@ -66,7 +65,8 @@ def test_projector_built_only_when_a_mode_needs_it(mode, projector):
                              "model.pred_embed_dim=16", "model.pred_depth=1", "mask.min_keep=2",
                              "mask.num_targets=2", "mask.target_scale=[0.1,0.15]",
                              f"loss.vicreg_mode={mode}", "loss.projector_dim=24"])
-    net = OnlineNetwork(cfg)
-    assert (net.projector is not None) == projector
+    net = CJEPA(cfg)
+    assert hasattr(net.regularizer, "projector") == projector and net.regularizer.name == mode
+    assert any(k.startswith("projector.") for k in net.online_state_dict()) == projector
     cfg.loss.beta_vicreg = 0.0
-    assert OnlineNetwork(cfg).projector is None
+    assert CJEPA(cfg).regularizer is None

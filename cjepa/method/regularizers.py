@@ -1,0 +1,149 @@
+"""The regularisers C-JEPA adds to the JEPA loss: one class per reading, chosen by ``loss.vicreg_mode``.
+
+The paper does not say which tensors its VICReg terms act on (method.md §3), so every reading is
+a :class:`Regularizer` in :data:`REGULARIZERS`. Adding a reading (or another regulariser) is one
+class here, registered with :func:`register`, and its test: the method object, the engine, the
+data pipeline (``needs_second_view``) and the config's list of modes follow from the registry.
+
+A regulariser owns its trainable parts (e.g. the projector), so they are in the optimizer, under
+DDP and in the checkpoint with the rest of the online network. It works in two stages:
+:meth:`Regularizer.embed` runs the networks under the step's autocast, then :meth:`Regularizer.terms`
+computes the batch statistics in float32 with autocast off (the covariance's small off-diagonal
+entries are what the term is about, and bf16 would round them away).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from cjepa.config import Config
+from cjepa.losses import VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
+from cjepa.model.factory import build_projector
+
+
+@dataclass
+class StepTensors:
+    """What the method's forward pass computed, for a regulariser to read."""
+
+    images: Tensor  # (B, C, H, W) view 1
+    images2: Tensor | None  # view 2 (only when the regulariser asks for it)
+    context_idx: Tensor  # (B, Kc)
+    context: Tensor  # (B, Kc, D) context-encoder tokens of view 1
+    pred: Tensor  # (M, B, Kt, D) predicted target-block tokens
+    target_out: Tensor  # (B, N, D) target-encoder output of view 1, no gradient
+
+
+class Regularizer(nn.Module):
+    """One reading of the extra terms; ``forward`` returns the raw (unweighted) terms."""
+
+    name: ClassVar[str]
+    needs_second_view: ClassVar[bool] = False
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.loss_cfg = cfg.loss
+
+    def embed(self, t: StepTensors, encoder: nn.Module) -> Any:
+        """The tensors the statistics are taken of (runs under the step's autocast)."""
+        raise NotImplementedError
+
+    def terms(self, embedded: Any) -> VICRegTerms:
+        """The terms of :meth:`embed`'s output, in float32."""
+        raise NotImplementedError
+
+    def forward(self, t: StepTensors, encoder: nn.Module) -> VICRegTerms:
+        embedded = self.embed(t, encoder)
+        on_cuda = t.images.is_cuda
+        with torch.autocast(t.images.device.type, enabled=False) if on_cuda else contextlib.nullcontext():
+            return self.terms(embedded)
+
+
+REGULARIZERS: dict[str, type[Regularizer]] = {}
+
+
+def register(cls: type[Regularizer]) -> type[Regularizer]:
+    """Class decorator: make ``cls`` selectable as ``loss.vicreg_mode=<cls.name>``."""
+    if cls.name in REGULARIZERS:
+        raise ValueError(f"regulariser {cls.name!r} is registered twice")
+    REGULARIZERS[cls.name] = cls
+    return cls
+
+
+def build_regularizer(cfg: Config) -> Regularizer | None:
+    """The configured regulariser, or None for plain I-JEPA (beta_vicreg 0 or every term off)."""
+    if not cfg.loss.vicreg_on:
+        return None
+    return REGULARIZERS[cfg.loss.vicreg_mode](cfg)
+
+
+def needs_second_view(cfg: Config) -> bool:
+    """Whether the data pipeline must make a second augmented view per image."""
+    return cfg.loss.vicreg_on and REGULARIZERS[cfg.loss.vicreg_mode].needs_second_view
+
+
+def _projector(cfg: Config) -> nn.Module:
+    return build_projector(cfg.model.embed_dim, cfg.loss.projector_dim or cfg.model.embed_dim)
+
+
+@register
+class PredBlocks(Regularizer):
+    """Mean-pool the predictor output of each of the M target blocks, project, and apply VICReg to
+    every ordered pair of blocks (the paper's Algorithm 1 as re-implementers read it)."""
+
+    name = "pred_blocks"
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.projector = _projector(cfg)
+
+    def embed(self, t: StepTensors, encoder: nn.Module) -> Tensor:
+        m, b = t.pred.shape[:2]
+        return self.projector(t.pred.mean(dim=2).reshape(m * b, -1)).view(m, b, -1)
+
+    def terms(self, z: Tensor) -> VICRegTerms:
+        return vicreg_blocks(z.float(), self.loss_cfg)
+
+
+@register
+class ContextTarget(Regularizer):
+    """The paper's pseudo-code reading: invariance between the pooled context tokens and the pooled
+    target-encoder output (no gradient); variance and covariance on the context side."""
+
+    name = "context_target"
+
+    def embed(self, t: StepTensors, encoder: nn.Module) -> tuple[Tensor, Tensor]:
+        return t.context, t.target_out
+
+    def terms(self, embedded: tuple[Tensor, Tensor]) -> VICRegTerms:
+        context, target = embedded  # pooled in float32: a bf16 mean over tokens loses digits
+        return vicreg_single(context.float().mean(dim=1), target.float().mean(dim=1), self.loss_cfg)
+
+
+@register
+class TwoViews(Regularizer):
+    """The abstract's "augmented views" reading: standard VICReg between the projected, pooled
+    context-encoder representations of two crops of each image (same context mask)."""
+
+    name = "two_views"
+    needs_second_view = True
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.projector = _projector(cfg)
+
+    def embed(self, t: StepTensors, encoder: nn.Module) -> tuple[Tensor, Tensor]:
+        if t.images2 is None:
+            raise ValueError("two_views: the batch has no second view (images2)")
+        ctx2 = encoder(t.images2, t.context_idx)
+        both = self.projector(torch.cat([t.context.mean(dim=1), ctx2.mean(dim=1)]))
+        return both.chunk(2)  # type: ignore[return-value]
+
+    def terms(self, embedded: tuple[Tensor, Tensor]) -> VICRegTerms:
+        z1, z2 = embedded
+        return vicreg_pair(z1.float(), z2.float(), self.loss_cfg)
+
