@@ -203,8 +203,11 @@ def _to_plain(obj: Any) -> Any:
 # --------------------------------------------------------------------------- building
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file, then ``key=value`` overrides; validated."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                settings: dict[str, Any] | None = None, source: str = "setting") -> Config:
+    """Defaults, then the YAML file, then ``key=value`` overrides (text, e.g. from a command line),
+    then ``settings`` (dotted key -> typed value, e.g. a study arm: set as they are, never turned
+    into text and parsed back); validated once."""
     cfg = Config()
     if path is not None:
         for file, values in _yaml_chain(Path(path)):
@@ -214,6 +217,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.beta_vicreg=0.01")
         set_value(cfg, key.strip(), _parse_scalar(raw), source="override")
+    for key, value in (settings or {}).items():
+        set_value(cfg, key, value, source=source)
     validate(cfg)
     return cfg
 

@@ -24,6 +24,7 @@ hosts cannot connect: export ``GLOO_SOCKET_IFNAME=<interface>`` (e.g. ``eth0``) 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cjepa.config import Config, from_dict
+from cjepa.config import Config
 from cjepa.distributed.metrics import RayMetricsReporter
 from cjepa.distributed.preflight import (
     check_placement,
@@ -72,7 +73,7 @@ def experiment_name(cfg: Config) -> str:
 def _absolute_paths(cfg: Config) -> Config:
     """Workers run in Ray's working directory, not the caller's: make relative paths absolute
     (data locations, and run.output_dir, which MLflow records as the run's name and directory)."""
-    out = from_dict(cfg.to_dict())
+    out = copy.deepcopy(cfg)
     out.run.output_dir = str(Path(out.run.output_dir).expanduser().resolve())
     for key in ("root", "cache_dir"):
         value = getattr(out.data, key)
@@ -119,8 +120,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     _quiet_report_log()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
-    user_cfg = from_dict(config["cfg"])  # as given: MLflow's params, tags and run name come from it
-    cfg = from_dict(config["cfg"])
+    # The driver validated this Config once and Ray pickled it once; it is used as it arrives.
+    user_cfg: Config = config["cfg"]  # as given: MLflow's params, tags and run name come from it
+    cfg = copy.deepcopy(user_cfg)
     run_dir = worker_run_dir(ctx.get_experiment_name(), rank)
     shutil.rmtree(run_dir, ignore_errors=True)  # nothing stale: Ray's checkpoint is the only truth
     run_dir.mkdir(parents=True)
@@ -203,7 +205,7 @@ def fit_distributed(cfg: Config, num_workers: int, use_gpu: bool = False,
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": _absolute_paths(cfg).to_dict(), "tracking": tracking, "reporters": reporters},
+        train_loop_config={"cfg": _absolute_paths(cfg), "tracking": tracking, "reporters": reporters},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=per_worker,
                                      placement_strategy=placement_strategy),

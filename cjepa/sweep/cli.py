@@ -89,7 +89,7 @@ def main(make_study: Callable[[bool], Study], description: str, argv: list[str] 
         if args.dry_run:
             from cjepa.sweep.runner import prepare_study
 
-            arms, _, study_dir = prepare_study(study, args.storage, args.resume, args.overrides)
+            arms, _, _, study_dir = prepare_study(study, args.storage, args.resume, args.overrides)
             print(f"study {study.name}: {len(arms)} arms x {len(study.seeds)} seeds "
                   f"({study.search}, scheduler {study.scheduler}) in {study_dir}")
             for name in arms:

@@ -11,6 +11,7 @@ the Parquet results table and the seed-paired summary.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cjepa.sweep.study import Space, Study, trial_config, validate_study
+from cjepa.sweep.study import Space, Study, plan_study, trial_config
 
 TRIAL_DRIVER_MEMORY = 256 * 2**20  # bytes: a Tune trial function process with torch imported
 
@@ -77,8 +78,9 @@ def trial_arm(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
 
 
 def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
-              tracking: dict[str, Any] | None, storage: str) -> None:
-    """The Tune trainable: one Ray Train run for (arm, seed)."""
+              tracking: dict[str, Any] | None, storage: str, configs: dict[tuple[str, int], Any]) -> None:
+    """The Tune trainable: one Ray Train run for (arm, seed), of the Config the driver validated
+    (grid) or of the settings Optuna sampled for this trial (validated here, once)."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -86,7 +88,7 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
 
     arm, settings = trial_arm(config, study, arms)
     seed = int(config["seed"])
-    cfg = trial_config(study, settings, seed, extra)
+    cfg = copy.deepcopy(configs[(arm, seed)]) if (arm, seed) in configs else trial_config(study, settings, seed, extra)
     name = _slug(f"{study.name}-{arm}-s{seed}")
     with (Path(storage) / study.name / "trial_starts.jsonl").open("a") as fh:  # audit: what ran when
         fh.write(json.dumps({"trial": name, "trial_id": tune.get_context().get_trial_id(),
@@ -105,7 +107,7 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
 
 
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
-                storage: str, resume: bool):
+                storage: str, resume: bool, configs: dict[tuple[str, int], Any] | None = None):
     """A fresh Tuner, or the restored one when ``resume`` and the study exists in storage."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -113,7 +115,7 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     from cjepa.sweep.stopper import CollapseStopper
 
     trainable = tune.with_parameters(run_trial, study=study, arms=arms, extra=extra, tracking=tracking,
-                                     storage=storage)
+                                     storage=storage, configs=configs or {})
     # The trial function only drives a TorchTrainer (whose controller asks for 0 CPU); its workers
     # hold the real resources. So the trial asks for no CPU: with even 0.01 CPU, two one-CPU
     # workers of two trials no longer fit 2 cores and the trials train one after the other
@@ -156,17 +158,18 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
 
 
 def prepare_study(study: Study, storage: str | None, resume: bool,
-                  extra: list[str]) -> tuple[dict[str, dict[str, Any]], str, Path]:
+                  extra: list[str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], Any], str, Path]:
     """Everything checked before Ray starts: the study, a writable storage, no earlier results
-    overwritten without ``--resume``. Returns (arms, storage, study dir). The dry run calls it too."""
+    overwritten without ``--resume``. Returns (arms, the grid trials' Configs, storage, study dir).
+    The dry run calls it too."""
     from cjepa.distributed.preflight import resolve_storage
     from cjepa.sweep.results import check_not_overwriting
 
-    arms = validate_study(study, extra)
+    arms, configs = plan_study(study, extra)
     storage = resolve_storage(storage)
     study_dir = Path(storage) / study.name
     check_not_overwriting(study_dir, resume, study.name)
-    return arms, storage, study_dir
+    return arms, configs, storage, study_dir
 
 
 def run_study(study: Study, storage: str | None = None, resume: bool = False, tracking_uri: str | None = None,
@@ -176,7 +179,7 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
     from cjepa.sweep.results import finish_parent, open_parent, write_results
 
     extra = list(extra or [])
-    arms, storage, study_dir = prepare_study(study, storage, resume, extra)  # before Ray starts
+    arms, configs, storage, study_dir = prepare_study(study, storage, resume, extra)  # before Ray starts
     tracking = None
     parent = None
     if mlflow:
@@ -190,7 +193,7 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
     # without a new report: Tune must not reject that final (metric-less) result.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     connect_ray()
-    tuner = build_tuner(study, arms, extra, tracking, storage, resume)
+    tuner = build_tuner(study, arms, extra, tracking, storage, resume, configs)
     grid = tuner.fit()
     table, summary = write_results(study, arms, grid, study_dir, tracking, extra)
     print("\n" + summary)

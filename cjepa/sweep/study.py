@@ -80,18 +80,6 @@ def arm_name(settings: dict[str, Any]) -> str:
     return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in settings.items()) or "base"
 
 
-def override_strings(settings: dict[str, Any]) -> list[str]:
-    """Settings as CLI-style overrides (lists keep YAML flow syntax)."""
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (list, tuple)):
-            return "[" + ",".join(fmt(x) for x in v) + "]"
-        return str(v)
-
-    return [f"{k}={fmt(v)}" for k, v in settings.items()]
-
-
 def resolve_base(base: str) -> Path:
     from cjepa.cli import resolve_config_path
 
@@ -99,9 +87,10 @@ def resolve_base(base: str) -> Path:
 
 
 def trial_config(study: Study, settings: dict[str, Any], seed: int, extra: list[str] | None = None) -> Config:
-    """The full, validated config of one trial."""
-    return load_config(resolve_base(study.base), [*study.overrides, *(extra or []),
-                                                  *override_strings(settings), f"run.seed={seed}"])
+    """The full, validated config of one trial: the base preset, the study's and the command
+    line's text overrides, then the arm's typed values and the seed as they are (no text round trip)."""
+    return load_config(resolve_base(study.base), [*study.overrides, *(extra or [])],
+                       settings={**settings, "run.seed": seed}, source=f"study {study.name!r}")
 
 
 def reported_metrics(cfg: Config) -> set[str]:
@@ -126,6 +115,16 @@ def reported_metrics(cfg: Config) -> set[str]:
 
 def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Check the whole study before Ray starts; return its arms. Raises ConfigError naming the problem."""
+    return plan_study(study, extra)[0]
+
+
+def plan_study(study: Study, extra: list[str] | None = None
+               ) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], Config]]:
+    """:func:`validate_study`, and every grid trial's validated Config keyed by (arm, seed).
+
+    These Configs are what the trials run: built and validated once here, at the driver, then
+    pickled once by Ray to the trial and its workers. Optuna trials sample their settings inside
+    Tune, so their Configs are built (and validated, once) in the trial; the dict is then empty."""
     where = f"study {study.name!r}"
     if study.search not in SEARCHES:
         raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {study.search!r}")
@@ -179,11 +178,14 @@ def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, di
         raise ConfigError(f"{where}: no arms (give factors with levels or named arms)")
     if study.baseline is not None and study.baseline not in arms:
         raise ConfigError(f"{where}: baseline {study.baseline!r} is not an arm; arms are {', '.join(arms)}")
+    configs: dict[tuple[str, int], Config] = {}
     for name, settings in arms.items():  # every arm must be a valid config (type + value checks)
         try:
-            cfg = trial_config(study, settings, study.seeds[0], extra)
+            for seed in study.seeds if study.search == "grid" else study.seeds[:1]:
+                configs[(name, seed)] = trial_config(study, settings, seed, extra)
         except ConfigError as exc:
             raise ConfigError(f"{where}, arm {name!r}: {exc}") from None
+        cfg = configs[(name, study.seeds[0])]
         if study.scheduler == "asha" or study.collapse_std > 0 or study.search == "optuna":
             known = reported_metrics(cfg)
             needed = [study.metric] + (["target_std_mean_normalized"] if study.collapse_std > 0 else [])
@@ -191,7 +193,7 @@ def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, di
                 if metric not in known:
                     raise ConfigError(f"{where}, arm {name!r}: metric {metric!r} is never reported with this "
                                       f"config (eval.every={cfg.eval.every}); reported: {', '.join(sorted(known))}")
-    return arms
+    return arms, (configs if study.search == "grid" else {})
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

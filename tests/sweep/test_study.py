@@ -7,7 +7,7 @@ import pytest
 
 from cjepa.errors import ConfigError
 from cjepa.sweep import Space, Study, validate_study
-from cjepa.sweep.study import arm_name, override_strings, trial_config
+from cjepa.sweep.study import arm_name, trial_config
 
 SWEEPS = sorted((Path(__file__).resolve().parents[2] / "sweeps").glob("*.py"))
 
@@ -23,7 +23,8 @@ def test_grid_arms_and_trial_config():
                           "beta_vicreg=0.01,enabled=True", "beta_vicreg=0.01,enabled=False"]
     cfg = trial_config(_study(), {"loss.beta_vicreg": 0.01, "mask.target_scale": [0.1, 0.12]}, seed=3)
     assert cfg.loss.beta_vicreg == 0.01 and cfg.run.seed == 3 and cfg.mask.target_scale == (0.1, 0.12)
-    assert override_strings({"a.b": False, "c.d": [1, 2]}) == ["a.b=false", "c.d=[1,2]"]
+    tiny = trial_config(_study(), {"loss.beta_vicreg": 1e-05}, seed=0)  # str(1e-05) would need YAML's help
+    assert tiny.loss.beta_vicreg == 1e-05 and type(tiny.loss.beta_vicreg) is float
     assert arm_name({}) == "base"
 
 
@@ -83,3 +84,16 @@ def test_list_valued_choices_travel_as_indices():
     _, settings = trial_arm({"data.crop_scale": 1, "data.hflip": 0.5, "seed": 0}, study, {})
     assert settings == {"data.crop_scale": (0.8, 1.0), "data.hflip": 0.5}
     assert trial_config(study, settings, seed=0).data.crop_scale == (0.8, 1.0)
+
+
+def test_grid_trials_get_their_validated_config_once():
+    """plan_study builds every (arm, seed) Config at the driver, typed, for the trials to run as is."""
+    from cjepa.sweep.study import plan_study
+
+    study = _study(factors={"loss.beta_vicreg": [0.0, 1e-05]}, seeds=(0, 3))
+    arms, configs = plan_study(study)
+    assert sorted(configs) == [(a, s) for a in sorted(arms) for s in (0, 3)]
+    for (arm, seed), cfg in configs.items():
+        assert cfg.run.seed == seed and cfg.loss.beta_vicreg == arms[arm]["loss.beta_vicreg"]
+    assert plan_study(_study(search="optuna", factors={},
+                             space={"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)}))[1] == {}
