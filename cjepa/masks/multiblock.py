@@ -36,18 +36,16 @@ min_keep 10 (it also demands > min_keep patches of every *target* block).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from cjepa.config import MaskConfig
-from cjepa.errors import ConfigError
+from cjepa.config.mask_rules import block_size, check_masks
 
 _TRIES = 20  # context positions tried per min_keep level (the official timeout)
 _STREAM_TAG = 0x6D61736B  # "mask": keeps this stream apart from other streams seeded by (seed, step)
-_R_SWEEP = 2001  # values of r used to bound the block sizes a config can produce
 
 
 @dataclass(frozen=True)
@@ -84,26 +82,6 @@ def mask_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
 
 
-def block_size(grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float],
-               r: float) -> tuple[int, int]:
-    """(h, w) of a block for the uniform draw ``r`` (the official formula, one ``r`` for both)."""
-    height, width = grid
-    max_keep = int(height * width * (scale[0] + r * (scale[1] - scale[0])))
-    ar = aspect[0] + r * (aspect[1] - aspect[0])
-    h = int(round(math.sqrt(max_keep * ar)))
-    w = int(round(math.sqrt(max_keep / ar)))
-    # official: ``while h >= H: h -= 1``; the lower clamp guards max_keep == 0 on tiny grids
-    return max(1, min(h, height - 1)), max(1, min(w, width - 1))
-
-
-def _size_range(grid: tuple[int, int], scale: tuple[float, float],
-                aspect: tuple[float, float]) -> tuple[int, int]:
-    """Smallest and largest block area over a fine sweep of ``r`` (for validation only)."""
-    areas = [h * w for h, w in (block_size(grid, scale, aspect, float(r))
-                                for r in np.linspace(0.0, 1.0, _R_SWEEP))]
-    return min(areas), max(areas)
-
-
 class MultiBlockMaskGenerator:
     """Draws :class:`Masks` for a batch; a pure function of (grid, cfg, seed, batch_size, step)."""
 
@@ -121,36 +99,11 @@ class MultiBlockMaskGenerator:
         return self._grid
 
     def _validate(self) -> None:
-        """Reject configs that cannot produce valid masks on this grid, naming the mask.* key."""
-        cfg, (height, width) = self.cfg, self._grid
-        n = height * width
-        if height < 2 or width < 2:
-            raise ConfigError(f"mask grid {height}x{width}: needs at least 2x2 patches "
-                              "(model.img_size // model.patch_size); blocks stay smaller than the grid")
-        if cfg.num_targets < 1:
-            raise ConfigError(f"mask.num_targets: expected >= 1, got {cfg.num_targets}")
-        for key in ("target_scale", "context_scale"):
-            lo, hi = getattr(cfg, key)
-            if not 0 < lo <= hi <= 1:
-                raise ConfigError(f"mask.{key}={[lo, hi]}: expected 0 < min <= max <= 1")
-            if int(n * lo) < 1:
-                raise ConfigError(f"mask.{key}={[lo, hi]}: the smallest block is under one patch "
-                                  f"of the {height}x{width} grid; raise the minimum")
-        for key in ("target_aspect", "context_aspect"):
-            lo, hi = getattr(cfg, key)
-            if not 0 < lo <= hi:
-                raise ConfigError(f"mask.{key}={[lo, hi]}: expected 0 < min <= max")
-        if not 1 <= cfg.min_keep <= n:
-            raise ConfigError(f"mask.min_keep={cfg.min_keep}: expected 1..{n} (the {height}x{width} grid)")
-        _, ctx_max = _size_range(self._grid, cfg.context_scale, cfg.context_aspect)
-        if cfg.min_keep > ctx_max:
-            raise ConfigError(f"mask.min_keep={cfg.min_keep} exceeds the largest context block "
-                              f"({ctx_max} patches of the {height}x{width} grid): it could never be met")
-        _, tgt_max = _size_range(self._grid, cfg.target_scale, cfg.target_aspect)
-        if cfg.num_targets * tgt_max >= n:
-            raise ConfigError(f"mask.num_targets={cfg.num_targets} blocks of up to {tgt_max} patches "
-                              f"(mask.target_scale) can cover the whole {n}-patch grid, leaving "
-                              "no context")
+        """The config's own mask rules (cjepa.config.mask_rules), for generators built from a
+        MaskConfig that skipped :func:`cjepa.config.validate`."""
+        c = self.cfg
+        check_masks(self._grid, c.num_targets, c.target_scale, c.target_aspect, c.context_scale, c.context_aspect,
+                    c.min_keep)
 
     def _generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed(mask_seed(self.seed, step))

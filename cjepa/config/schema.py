@@ -1,0 +1,187 @@
+"""The typed config tree: one dataclass per section, the single source of every default.
+
+Defaults follow ../docs/method.md (the paper's recipe); CPU presets in ``configs/`` override what
+must change for small images and carry nothing else (tests/test_presets.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+JEPA_LOSSES = ("smooth_l1", "l2")
+VICREG_MODES = ("pred_blocks", "context_target", "two_views")
+EMA_SCHEDULES = ("linear", "cosine", "constant")
+DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class ModelConfig:
+    """ViT encoder and predictor sizes (I-JEPA layout: no CLS token, fixed sin-cos positions)."""
+
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    pred_embed_dim: int = 384
+    pred_depth: int = 6
+    pred_num_heads: int = 0  # 0: same as the encoder's heads (as in I-JEPA)
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class MaskConfig:
+    """I-JEPA multi-block masks (src/masks/multiblock.py semantics)."""
+
+    num_targets: int = 4
+    target_scale: tuple[float, float] = (0.15, 0.2)
+    target_aspect: tuple[float, float] = (0.75, 1.5)
+    context_scale: tuple[float, float] = (0.85, 1.0)
+    context_aspect: tuple[float, float] = (1.0, 1.0)
+    min_keep: int = 10
+
+
+@dataclass
+class LossConfig:
+    """JEPA loss plus the VICReg terms: L = L_jepa + beta_vicreg * (sim*inv + std*var + cov*cov)."""
+
+    jepa: str = "smooth_l1"  # the official I-JEPA code; "l2" is the paper's equation
+    vicreg_mode: str = "pred_blocks"  # which tensors the VICReg terms act on (method.md §3)
+    beta_vicreg: float = 0.001  # 0 turns VICReg off entirely: plain I-JEPA
+    beta_sim: float = 25.0
+    beta_std: float = 25.0
+    beta_cov: float = 1.0
+    invariance: bool = True
+    variance: bool = True
+    covariance: bool = True
+    gamma: float = 1.0
+    eps: float = 1e-4
+    # The official VICReg code averages the two branches' variance terms (/2); the paper's
+    # equation sums them. True = official.
+    variance_halved: bool = True
+    projector_dim: int = 0  # 0: the encoder width
+    gather_distributed: bool = True  # var/cov statistics over the global batch under DDP
+
+    @property
+    def vicreg_on(self) -> bool:
+        return self.beta_vicreg > 0 and (self.invariance or self.variance or self.covariance)
+
+
+@dataclass
+class EMAConfig:
+    """Target-encoder momentum; ``enabled: false`` means momentum 0 (copy + stop-gradient)."""
+
+    enabled: bool = True
+    start: float = 0.996
+    end: float = 1.0
+    schedule: str = "linear"
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with per-iteration schedules (pure functions of the global step)."""
+
+    batch_size: int = 2048  # global batch
+    lr: float = 1e-3
+    start_lr: float = 1e-4
+    final_lr: float = 1e-6
+    warmup_epochs: float = 15.0
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 0.0  # 0: off
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"
+    root: str = ""  # "": the Debian package's path, then the download cache
+    download: bool = False  # fetch + checksum into cache_dir when the files are missing
+    cache_dir: str = "~/.cache/cjepa"
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    hflip: float = 0.0  # probability of a horizontal flip per view (I-JEPA uses none)
+    num_workers: int = 0
+    train_subset: int = 0  # 0: the whole training split
+    skip_corrupt: bool = False  # parquet: replace undecodable images (next valid row of the class) instead of failing
+
+
+@dataclass
+class EvalConfig:
+    every: int = 1  # epochs; 0 turns evaluation off
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    train_samples: int = 10000  # kNN bank / probe training set, drawn from the train split
+    test_samples: int = 10000
+    linear_epochs: int = 100
+    linear_lr: float = 1e-2
+    encoders: tuple[str, ...] = ("target", "context")
+    # Feature read-outs: "mean" of patch tokens (I-JEPA's protocol: knn_target, linear_target, ...)
+    # and optionally "gridK" (KxK spatial cells): reported as knn_target_gridK, linear_target_gridK.
+    poolings: tuple[str, ...] = ("mean",)
+    raw_baseline: bool = True
+    random_baseline: bool = True  # also score the encoder as initialised (rand_knn_acc, rand_linear_acc)
+
+
+@dataclass
+class RunConfig:
+    epochs: int = 300
+    seed: int = 0
+    output_dir: str = "runs/default"
+    resume: bool = True  # continue from output_dir/checkpoint.pt when it exists
+    checkpoint_every: int = 1  # epochs
+    max_steps: int = 0  # >0: stop (and checkpoint) after this global step; schedules still span all epochs
+    log_every: int = 50  # steps between console lines
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    threads: int = 0  # 0: torch's default
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key -> value, e.g. for MLflow params."""
+        out: dict[str, Any] = {}
+        for section, values in self.to_dict().items():
+            for key, value in values.items():
+                out[f"{section}.{key}"] = value
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def digest(self) -> str:
+        """A short hash of the resolved config (ignoring where outputs go)."""
+        d = self.to_dict()
+        d["run"] = {k: v for k, v in d["run"].items()
+                    if k not in ("output_dir", "resume", "max_steps", "log_every", "threads")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,167 @@
+"""Validation of a Config: impossible values are refused early, naming the key and what is expected."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+from cjepa.config.mask_rules import check_masks
+from cjepa.config.schema import (
+    DATASETS,
+    DEVICES,
+    EMA_SCHEDULES,
+    JEPA_LOSSES,
+    PRECISIONS,
+    VICREG_MODES,
+    Config,
+)
+from cjepa.errors import ConfigError
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible values early, naming the key and what is expected."""
+    _finite_floats(cfg)
+    _validate_model(cfg)
+    m, k = cfg.model, cfg.mask
+    side = m.img_size // m.patch_size
+    check_masks((side, side), k.num_targets, k.target_scale, k.target_aspect, k.context_scale, k.context_aspect,
+                k.min_keep)
+    _validate_loss(cfg)
+    _validate_optim(cfg)
+    _validate_data_eval(cfg)
+    _validate_run(cfg)
+
+
+def _validate_model(cfg: Config) -> None:
+    m = cfg.model
+    _positive("model.img_size", m.img_size)
+    _positive("model.patch_size", m.patch_size)
+    if m.img_size % m.patch_size:
+        raise ConfigError(f"model.patch_size={m.patch_size} must divide model.img_size={m.img_size}")
+    if m.in_chans not in (1, 3):
+        raise ConfigError(f"model.in_chans: expected 1 or 3, got {m.in_chans}")
+    for key in ("embed_dim", "depth", "num_heads", "pred_embed_dim", "pred_depth"):
+        _positive(f"model.{key}", getattr(m, key))
+    for key in ("embed_dim", "pred_embed_dim"):
+        if getattr(m, key) % 4:
+            raise ConfigError(f"model.{key}={getattr(m, key)}: must be a multiple of 4 (2-D sin-cos positions)")
+    if m.embed_dim % m.num_heads:
+        raise ConfigError(f"model.num_heads={m.num_heads} must divide model.embed_dim={m.embed_dim}")
+    pred_heads = m.pred_num_heads or m.num_heads
+    if m.pred_num_heads < 0 or m.pred_embed_dim % pred_heads:
+        raise ConfigError(f"model.pred_num_heads={pred_heads} must divide "
+                          f"model.pred_embed_dim={m.pred_embed_dim}")
+    _positive("model.mlp_ratio", m.mlp_ratio)
+    _in_range("model.drop_path_rate", m.drop_path_rate, 0.0, 1.0, hi_open=True)
+
+
+def _validate_loss(cfg: Config) -> None:
+    loss, ema = cfg.loss, cfg.ema
+    _choice("loss.jepa", loss.jepa, JEPA_LOSSES)
+    _choice("loss.vicreg_mode", loss.vicreg_mode, VICREG_MODES)
+    for key in ("beta_vicreg", "beta_sim", "beta_std", "beta_cov", "gamma"):
+        if getattr(loss, key) < 0:
+            raise ConfigError(f"loss.{key}: coefficients must be >= 0, got {getattr(loss, key)}")
+    _positive("loss.eps", loss.eps)
+    if loss.projector_dim < 0:
+        raise ConfigError(f"loss.projector_dim: expected >= 0 (0 = encoder width), got {loss.projector_dim}")
+    if loss.vicreg_on and loss.vicreg_mode == "pred_blocks" and cfg.mask.num_targets < 2:
+        raise ConfigError("loss.vicreg_mode=pred_blocks compares target blocks pairwise and needs "
+                          f"mask.num_targets >= 2, got {cfg.mask.num_targets}")
+    _choice("ema.schedule", ema.schedule, EMA_SCHEDULES)
+    _in_range("ema.start", ema.start, 0.0, 1.0)
+    _in_range("ema.end", ema.end, 0.0, 1.0)
+
+
+def _validate_optim(cfg: Config) -> None:
+    opt = cfg.optim
+    _positive("optim.batch_size", opt.batch_size)
+    for key in ("lr", "start_lr", "final_lr", "weight_decay", "final_weight_decay",
+                "warmup_epochs", "grad_clip"):
+        if getattr(opt, key) < 0:
+            raise ConfigError(f"optim.{key}: expected >= 0, got {getattr(opt, key)}")
+    for b in opt.betas:
+        _in_range("optim.betas", b, 0.0, 1.0, hi_open=True)
+
+
+def _validate_data_eval(cfg: Config) -> None:
+    d, ev, m = cfg.data, cfg.eval, cfg.model
+    _choice("data.dataset", d.dataset, DATASETS)
+    lo, hi = d.crop_scale
+    if not (0 < lo <= hi <= 1):
+        raise ConfigError(f"data.crop_scale={[lo, hi]}: expected 0 < min <= max <= 1")
+    _in_range("data.hflip", d.hflip, 0.0, 1.0)
+    if d.num_workers < 0 or d.train_subset < 0:
+        raise ConfigError("data.num_workers and data.train_subset must be >= 0")
+    if ev.every < 0:
+        raise ConfigError(f"eval.every: expected >= 0 (0 = off), got {ev.every}")
+    for key in ("knn_k", "knn_temperature", "train_samples", "test_samples"):
+        _positive(f"eval.{key}", getattr(ev, key))
+    if ev.linear_epochs < 0:
+        raise ConfigError(f"eval.linear_epochs: expected >= 0 (0 = no probe), got {ev.linear_epochs}")
+    for enc in ev.encoders:
+        _choice("eval.encoders", enc, ("target", "context"))
+    if "mean" not in ev.poolings:
+        raise ConfigError(f"eval.poolings={list(ev.poolings)}: must include 'mean' (the paper's protocol)")
+    grid_side = m.img_size // m.patch_size
+    for name in ev.poolings:
+        cells = int(name[4:]) if name.startswith("grid") and name[4:].isdigit() else -1
+        if name != "mean" and not 1 <= cells <= grid_side:
+            raise ConfigError(f"eval.poolings: {name!r} is not 'mean' or 'gridK' with 1 <= K <= {grid_side} "
+                              "(the token grid's side)")
+
+
+def _validate_run(cfg: Config) -> None:
+    run = cfg.run
+    _positive("run.epochs", run.epochs)
+    if run.max_steps < 0 or run.checkpoint_every < 0 or run.threads < 0:
+        raise ConfigError("run.max_steps, run.checkpoint_every and run.threads must be >= 0")
+    _positive("run.log_every", run.log_every)
+    _choice("run.device", run.device, DEVICES)
+    _choice("run.precision", run.precision, PRECISIONS)
+    if not run.output_dir:
+        raise ConfigError("run.output_dir: must not be empty")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: expected a positive value, got {value}")
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
+def _in_range(key: str, value: float, lo: float, hi: float, hi_open: bool = False) -> None:
+    if value < lo or value > hi or (hi_open and value == hi):
+        bracket = ")" if hi_open else "]"
+        raise ConfigError(f"{key}: expected a value in [{lo}, {hi}{bracket}, got {value}")
+
+
+def _finite_floats(cfg: Config) -> None:
+    """Every float (also inside tuples) is finite: a Config built in Python skips :func:`coerce`."""
+    for dotted, value in cfg.flat().items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{dotted}: expected a finite number, got {value!r}")
+
+
+def check_output_dir(cfg: Config) -> Path:
+    """Create ``run.output_dir`` and prove it takes files, before any model or data is built.
+
+    Why a real write probe: ``os.access`` says yes to root everywhere and knows nothing of
+    read-only mounts; without this, an unusable directory ends in an OSError traceback from the
+    engine after the data set has loaded.
+    """
+    path = Path(cfg.run.output_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"run.output_dir={cfg.run.output_dir}: cannot be created or written ({reason}); "
+                          "expected a writable directory") from None
+    return path
