@@ -25,6 +25,7 @@ from cjepa.eval import (
 )
 from cjepa.masks import MultiBlockMaskGenerator
 from cjepa.method import CJEPA
+from cjepa.metrics import baseline_name, probe_name
 
 PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
 
@@ -67,13 +68,12 @@ class Evaluator:
         out: dict[str, float] = {}
         for pooling in ev.poolings:
             tr, te = train_f[pooling], test_f[pooling]
-            suffix = "" if pooling == "mean" else f"_{pooling}"
-            out[f"knn_{name}{suffix}"] = knn_accuracy(tr, self.train_y, te, self.test_y, k=ev.knn_k,
-                                                      temperature=ev.knn_temperature)
+            out[probe_name("knn", name, pooling)] = knn_accuracy(tr, self.train_y, te, self.test_y, k=ev.knn_k,
+                                                                 temperature=ev.knn_temperature)
             if ev.linear_epochs > 0:
                 probe = linear_probe_accuracy(tr, self.train_y, te, self.test_y, epochs=ev.linear_epochs,
                                               lr=ev.linear_lr, seed=self.cfg.run.seed)
-                out[f"linear_{name}{suffix}"] = probe["acc"]
+                out[probe_name("linear", name, pooling)] = probe["acc"]
         out.update(collapse_metrics(test_f["mean"], name))
         return out
 
@@ -89,17 +89,19 @@ class Evaluator:
         model_key = json.dumps(cfg.to_dict()["model"], sort_keys=True)
         key = f"{data_key}:init:{model_key}:seed{cfg.run.seed}:pool{','.join(cfg.eval.poolings)}"
 
+        ev = cfg.eval
+        probes = [p for p in ("knn", "linear") if p == "knn" or ev.linear_epochs > 0]
+        rename = {probe_name(p, "rand", pool): baseline_name("rand", p, pool) for p in probes for pool in ev.poolings}
+
         def compute() -> dict[str, float]:
             with torch.random.fork_rng(devices=[]):  # the run's own RNG stream is untouched
                 torch.manual_seed(cfg.run.seed)
                 encoder = build_encoder(cfg.model).to(self.device)  # drawn first, as in CJEPA
             scores = self.score(encoder, "rand")
-            return {_rand_name(k): v for k, v in scores.items() if k.startswith(("knn_", "linear_"))}
+            return {rename[k]: v for k, v in scores.items() if k in rename}
 
-        names = tuple(_rand_name(f"{kind}_rand{'' if p == 'mean' else '_' + p}") for kind in ("knn", "linear")
-                      for p in cfg.eval.poolings if kind == "knn" or cfg.eval.linear_epochs > 0)
-        params = {"k": cfg.eval.knn_k, "temperature": cfg.eval.knn_temperature,
-                  "linear_epochs": cfg.eval.linear_epochs}
+        names = tuple(rename.values())
+        params = {"k": ev.knn_k, "temperature": ev.knn_temperature, "linear_epochs": ev.linear_epochs}
         return cached_scores(cache, key, params, names, compute)
 
     @torch.no_grad()
@@ -124,8 +126,3 @@ class Evaluator:
         metrics.update(self.predictor_spread(model))
         return metrics
 
-
-def _rand_name(score_key: str) -> str:
-    """``knn_rand`` -> ``rand_knn_acc``, ``linear_rand_grid2`` -> ``rand_linear_acc_grid2`` (like raw_*)."""
-    kind, _, rest = score_key.partition("_rand")
-    return f"rand_{kind}_acc{rest}"

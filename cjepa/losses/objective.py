@@ -7,8 +7,7 @@ from torch import Tensor
 
 from cjepa.config import LossConfig
 from cjepa.losses.vicreg import VICRegTerms
-
-_LOG_NAMES = {"inv": "vicreg_inv", "var": "vicreg_var", "cov": "vicreg_cov"}
+from cjepa.metrics import LOSS, LOSS_JEPA, LOSS_VICREG, VICREG_TERMS
 
 
 def total_loss(jepa: Tensor, terms: VICRegTerms | None, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
@@ -21,7 +20,7 @@ def total_loss(jepa: Tensor, terms: VICRegTerms | None, cfg: LossConfig) -> tupl
     single device sync, since one ``.item()`` per term would stall the GPU several times a step.
     """
     loss = jepa
-    names = ["loss_jepa"]
+    names = [LOSS_JEPA]
     values = [jepa.detach()]
     present = terms.present() if terms is not None else {}
     if present:
@@ -30,11 +29,11 @@ def total_loss(jepa: Tensor, terms: VICRegTerms | None, cfg: LossConfig) -> tupl
         if cfg.beta_vicreg > 0:
             loss = jepa + cfg.beta_vicreg * weighted
         for key, value in present.items():
-            names.append(_LOG_NAMES[key])
+            names.append(VICREG_TERMS[key])
             values.append(value.detach())
-        names.append("loss_vicreg")
+        names.append(LOSS_VICREG)
         values.append(weighted.detach())
-    names.insert(0, "loss")
+    names.insert(0, LOSS)
     values.insert(0, loss.detach())
     device = jepa.device
     floats = torch.stack([v.float().to(device) for v in values]).tolist()

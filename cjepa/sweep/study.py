@@ -18,13 +18,8 @@ from typing import Any
 
 from cjepa.config import Config, load_config, set_value
 from cjepa.errors import ConfigError
+from cjepa.metrics import reported_metrics
 
-# Metrics the engine reports every epoch (cjepa.engine.trainer) and after evaluation (Evaluator).
-TRAIN_METRICS = {"loss", "loss_jepa", "loss_vicreg", "vicreg_inv", "vicreg_var", "vicreg_cov", "lr",
-                 "weight_decay", "ema_momentum", "grad_norm", "img_per_s", "epoch_time_s", "train_cpu_min",
-                 "epoch", "step"}
-EVAL_METRICS = {f"{kind}_{enc}" for kind in ("knn", "linear") for enc in ("target", "context")}
-COLLAPSE_SUFFIXES = ("std_min", "std_mean", "std_mean_normalized", "eff_rank", "offdiag_corr")
 SEARCHES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
 
@@ -91,26 +86,6 @@ def trial_config(study: Study, settings: dict[str, Any], seed: int, extra: list[
     line's text overrides, then the arm's typed values and the seed as they are (no text round trip)."""
     return load_config(resolve_base(study.base), [*study.overrides, *(extra or [])],
                        settings={**settings, "run.seed": seed}, source=f"study {study.name!r}")
-
-
-def reported_metrics(cfg: Config) -> set[str]:
-    """Names this config makes the engine report every epoch (evaluation only if enabled)."""
-    names = set(TRAIN_METRICS)
-    if cfg.eval.every > 0:
-        for enc in cfg.eval.encoders:
-            for pooling in cfg.eval.poolings:
-                suffix = "" if pooling == "mean" else f"_{pooling}"
-                names.add(f"knn_{enc}{suffix}")
-                if cfg.eval.linear_epochs > 0:
-                    names.add(f"linear_{enc}{suffix}")
-            names.update(f"{enc}_{s}" for s in COLLAPSE_SUFFIXES)
-        names.update(f"pred_{s}" for s in COLLAPSE_SUFFIXES)
-        for prefix, on in (("raw", cfg.eval.raw_baseline), ("rand", cfg.eval.random_baseline)):
-            if on:
-                names.update({f"{prefix}_knn_acc", f"{prefix}_linear_acc"})
-        if cfg.eval.random_baseline:
-            names.update(f"rand_{kind}_acc_{p}" for kind in ("knn", "linear") for p in cfg.eval.poolings if p != "mean")
-    return names
 
 
 def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, dict[str, Any]]:

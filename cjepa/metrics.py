@@ -1,0 +1,60 @@
+"""The names of every metric the engine reports, defined once.
+
+The engine's logs, the sweep layer (ASHA and the collapse stopper need a metric that exists), the
+results table and the dashboards all use these names; tests/test_metrics.py checks them against
+the keys a real run reports. Plain Python: the study layer checks names before torch is imported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cjepa.config import Config
+
+LOSS, LOSS_JEPA, LOSS_VICREG = "loss", "loss_jepa", "loss_vicreg"
+#: VICReg term -> its log name (the raw, unweighted term)
+VICREG_TERMS = {"inv": "vicreg_inv", "var": "vicreg_var", "cov": "vicreg_cov"}
+OPTIM = ("lr", "weight_decay", "ema_momentum", "grad_norm")
+PROGRESS = ("epoch", "step")
+TIMING = ("img_per_s", "epoch_time_s", "train_cpu_min")
+EVAL_TIME = "eval_time_s"
+ENCODERS = ("target", "context")
+PROBES = ("knn", "linear")
+COLLAPSE_SUFFIXES = ("std_min", "std_mean", "std_mean_normalized", "eff_rank", "offdiag_corr")
+#: the headline figures of a study's summary: the paper evaluates the target encoder; in short runs
+#: the EMA target is still mostly its initialisation, so the context encoder shows differences first
+SUMMARY = ("knn_target", "linear_target", "knn_context", "linear_context")
+
+
+def probe_name(probe: str, encoder: str, pooling: str = "mean") -> str:
+    """``knn_target``; other poolings get a suffix: ``knn_target_grid2``."""
+    return f"{probe}_{encoder}" + ("" if pooling == "mean" else f"_{pooling}")
+
+
+def baseline_name(kind: str, probe: str, pooling: str = "mean") -> str:
+    """``raw_knn_acc`` (pixels), ``rand_linear_acc_grid2`` (the encoder as initialised)."""
+    return f"{kind}_{probe}_acc" + ("" if pooling == "mean" else f"_{pooling}")
+
+
+def reported_metrics(cfg: Config) -> set[str]:
+    """Every name this config makes the engine report at the end of an evaluated epoch."""
+    names = {LOSS, LOSS_JEPA, *OPTIM, *PROGRESS, *TIMING}
+    if cfg.loss.vicreg_on:
+        present = {"inv": cfg.loss.invariance, "var": cfg.loss.variance, "cov": cfg.loss.covariance}
+        names.update(VICREG_TERMS[t] for t, on in present.items() if on)
+        names.add(LOSS_VICREG)
+    if cfg.eval.every <= 0:
+        return names
+    ev = cfg.eval
+    probes = [p for p in PROBES if p == "knn" or ev.linear_epochs > 0]
+    for enc in ev.encoders:
+        names.update(probe_name(p, enc, pool) for p in probes for pool in ev.poolings)
+        names.update(f"{enc}_{s}" for s in COLLAPSE_SUFFIXES)
+    names.update(f"pred_{s}" for s in COLLAPSE_SUFFIXES)
+    names.add(EVAL_TIME)
+    if ev.raw_baseline:
+        names.update(baseline_name("raw", p) for p in PROBES)  # raw_linear_acc is NaN without a probe
+    if ev.random_baseline:
+        names.update(baseline_name("rand", p, pool) for p in probes for pool in ev.poolings)
+    return names
