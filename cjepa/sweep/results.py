@@ -1,8 +1,10 @@
 """A study's durable outputs: the MLflow parent run and the Parquet results table.
 
 One Parquet file per study (pyarrow), one row per trial and epoch: study, arm, seed, the
-factor values (``factor.<key>`` columns), every reported metric, the trial's MLflow run id and
-checkpoint path, its status and why it stopped. The summary (mean ± 95 % CI over seeds and the
+factor values (``factor.<key>`` columns), the trial's whole resolved config as typed columns
+(``config.<section>.<key>``: the dashboards read an arm's parts and paper identity from them, not
+from its label), every reported metric, the trial's MLflow run id and checkpoint path, its status
+and why it stopped. The summary (mean ± 95 % CI over seeds and the
 seed-paired difference from the baseline arm) is computed from the final row of each trial.
 """
 
@@ -16,7 +18,8 @@ from typing import Any
 
 from cjepa.atomic import atomic_write
 from cjepa.errors import StudyError
-from cjepa.sweep.stats import format_summary, summarize
+from cjepa.sweep.note import NOTE_TAG, parent_note
+from cjepa.sweep.stats import format_summary, reference_rows, summarize
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
 from cjepa.tracking.store import redact
@@ -27,6 +30,8 @@ from cjepa.tracking.store import redact
 SUMMARY_METRICS = ("knn_target", "linear_target", "knn_context", "linear_context")
 #: Files that mean "this study has run here before" (tuner.pkl: Tune's restorable state).
 OUTPUT_FILES = ("study.json", "results.parquet", "summary.md", "tuner.pkl")
+#: Prefix of the typed config columns (``config.loss.beta_vicreg``); Tune's own are ``config/...``.
+CONFIG_PREFIX = "config."
 #: Columns that say which trial and epoch a row is, not what it measured.
 ID_COLUMNS = {"study", "arm", "seed", "trial_id", "mlflow_run_id", "status", "stop_reason", "epoch", "checkpoint_path"}
 _DROP = {"config", "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
@@ -48,12 +53,16 @@ def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) 
 
     client = MlflowClient(tracking_uri)
     state = study_dir / "study.json"
+    note = parent_note(study.name, len(study.arm_settings()) if study.search == "grid" else study.num_samples,
+                       len(study.seeds), study.baseline)
     if resume and state.exists():
         run_id = json.loads(state.read_text())["parent_run_id"]
         client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, NOTE_TAG, note)  # the study may have grown: the note says what it is now
         return run_id
     exp = get_or_create_experiment(client, study.name)
-    run = client.create_run(exp, run_name=study.name, tags={"study": study.name, "cjepa.role": "study"})
+    run = client.create_run(exp, run_name=study.name, tags={"study": study.name, "cjepa.role": "study",
+                                                            NOTE_TAG: note})
     params = {"base": study.base, "seeds": str(list(study.seeds)), "search": study.search,
               "scheduler": study.scheduler, "metric": study.metric, "baseline": str(study.baseline),
               "workers_per_trial": str(study.workers_per_trial), "overrides": " ".join(study.overrides)[:5000]}
@@ -67,7 +76,9 @@ def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) 
     return run.info.run_id
 
 
-def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, summary: str) -> None:
+def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, summary: str,
+                  study: Study | None = None) -> None:
+    """Log the table and summary on the parent run; with ``study``, its note gains the summary."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -75,6 +86,9 @@ def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, 
         write_summary(study_dir, summary)
     client.log_artifact(run_id, str(table))
     client.log_artifact(run_id, str(study_dir / "summary.md"))
+    if study is not None:
+        arms = len(study.arm_settings()) if study.search == "grid" else study.num_samples
+        client.set_tag(run_id, NOTE_TAG, parent_note(study.name, arms, len(study.seeds), study.baseline, summary))
     client.set_terminated(run_id, "FINISHED")
 
 
@@ -101,8 +115,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, study_dir: Path,
+                   extra: list[str] | None = None) -> dict[str, Any]:
+    """``config.<section>.<key>`` -> the trial's resolved value (tuples as lists; Parquet keeps
+    bool/int/float/str), with ``run.output_dir`` where the runner really put the trial."""
+    from cjepa.sweep.runner import trial_dir_name
+
+    flat = trial_config(study, settings, seed, extra).flat()
+    flat["run.output_dir"] = str(study_dir / "runs" / trial_dir_name(study.name, arm, seed))
+    return {CONFIG_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in flat.items()}
+
+
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
                tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial and epoch of a finished (or stopped) Tune grid; see the module docstring."""
     from cjepa.sweep.runner import trial_arm
 
     stops = read_stop_reasons(study_dir / "stop_reasons.jsonl")
@@ -130,7 +156,8 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
         common = {"study": study.name, "arm": arm, "seed": seed, "trial_id": trial_id,
                   "mlflow_run_id": ids.get((arm, str(seed)), ""), "status": status, "stop_reason": reason,
                   **{f"factor.{k}": (v if isinstance(v, (int, float, bool, str)) else str(v))
-                     for k, v in settings.items()}}
+                     for k, v in settings.items()},
+                  **config_columns(study, arm, settings, seed, study_dir, extra)}
         for epoch in sorted(by_epoch) or [0]:
             rec = by_epoch.get(epoch, {})
             metrics = {k: _clean(v) for k, v in rec.items() if k not in _DROP and not k.startswith("config/")}
@@ -170,14 +197,15 @@ def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
             final[key] = row
     finals = list(final.values())
     metrics = [m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in finals)] or [study.metric]
-    table = format_summary(summarize(finals, metrics, study.baseline), metrics, study.baseline)
+    entries = summarize(finals, metrics, study.baseline) + reference_rows(finals, metrics)
+    table = format_summary(entries, metrics, study.baseline)
     status = {s: sum(r["status"] == s for r in finals) for s in ("COMPLETED", "STOPPED", "ERROR")}
-    raw = next((r.get("raw_knn_acc") for r in finals if r.get("raw_knn_acc") is not None), None)
     lines = [f"Study {study.name}: {len(finals)} trials "
              f"({', '.join(f'{n} {s.lower()}' for s, n in status.items() if n)}); "
              f"final-epoch accuracy, mean ± 95 % CI over seeds, Δ = paired by seed", "", table]
-    if raw is not None:
-        lines += ["", f"raw-pixel kNN baseline on the same evaluation subsets: {raw * 100:.1f} %"]
+    if any(e.get("reference") for e in entries):
+        lines += ["", "raw pixels: the probes on the pixels themselves; random-init encoder: the encoder exactly "
+                  "as initialised (same seed); both on the same evaluation subsets."]
     return "\n".join(lines)
 
 
@@ -227,7 +255,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def has_metrics(row: dict[str, Any]) -> bool:
-    return any(v is not None for k, v in row.items() if k not in ID_COLUMNS and not k.startswith("factor."))
+    """Whether a row measured anything: ids, factor and config columns are set on placeholder rows too."""
+    return any(v is not None for k, v in row.items()
+               if k not in ID_COLUMNS and not k.startswith(("factor.", CONFIG_PREFIX)))
 
 
 def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -38,6 +38,35 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:80]
 
 
+def trial_dir_name(study_name: str, arm: str, seed: int) -> str:
+    """The trial's folder under ``<storage>/<study>/runs/`` and its Ray Train run name (restore key)."""
+    return _slug(f"{study_name}-{arm}-s{seed}")
+
+
+def _short(value: Any) -> str:
+    """A sampled number in 2 significant digits (``0.0012``, ``17``): the run name is for telling apart."""
+    return f"{value:.2g}" if isinstance(value, float) else str(value)
+
+
+def child_run_name(study: Study, arm: str, settings: dict[str, Any], seed: int, trial_id: str = "") -> str:
+    """The child run's name in MLflow's runs table, distinguishing part first (the table cuts names
+    at ~15 characters, so ``beta_vicreg=0.0 s0`` and ``beta_vicreg=0.01 s0`` looked alike).
+
+    Factor grids: the levels, the seed, then the keys (``0.001 s0 · beta_vicreg``); named arms
+    already start with what differs (``I-JEPA (EMA only) s0``); Optuna: Tune's trial number and
+    the sampled values (``#3 · vicreg_mode=two_views beta_vicreg=0.0012``). The exact arm stays
+    in the ``arm`` tag (Group by -> arm)."""
+    if study.search == "optuna":
+        number = trial_id.rsplit("_", 1)[-1]
+        head = f"#{int(number)}" if number.isdigit() else arm
+        return f"{head} · " + " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in settings.items())
+    if study.factors and settings:
+        levels = ",".join(str(v) for v in settings.values())
+        keys = ",".join(k.rsplit(".", 1)[-1] for k in settings)
+        return f"{levels} s{seed} · {keys}"
+    return f"{arm} s{seed}"
+
+
 def _indexed(dim: Space) -> bool:
     """Optuna's categorical values must be None/bool/int/float/str: list-valued choices (e.g.
     ``data.crop_scale`` pairs) are searched as indices and mapped back in :func:`trial_arm`."""
@@ -89,7 +118,7 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     arm, settings = trial_arm(config, study, arms)
     seed = int(config["seed"])
     cfg = copy.deepcopy(configs[(arm, seed)]) if (arm, seed) in configs else trial_config(study, settings, seed, extra)
-    name = _slug(f"{study.name}-{arm}-s{seed}")
+    name = trial_dir_name(study.name, arm, seed)
     with (Path(storage) / study.name / "trial_starts.jsonl").open("a") as fh:  # audit: what ran when
         fh.write(json.dumps({"trial": name, "trial_id": tune.get_context().get_trial_id(),
                              "time": time.time()}) + "\n")
@@ -97,7 +126,8 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     track = None
     if tracking:
         tags = {"study": study.name, "arm": arm, "seed": str(seed), "trial_id": tune.get_context().get_trial_id()}
-        track = {**tracking, "run_name": f"{arm} s{seed}", "tags": tags}
+        run_name = child_run_name(study, arm, settings, seed, tags["trial_id"])
+        track = {**tracking, "run_name": run_name, "tags": tags}
     resources = {"CPU": study.cpus_per_worker} if not study.use_gpu else None
     fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
                     storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
@@ -198,5 +228,5 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
     table, summary = write_results(study, arms, grid, study_dir, tracking, extra)
     print("\n" + summary)
     if tracking and parent:
-        finish_parent(tracking["tracking_uri"], parent, study_dir, table, summary)
+        finish_parent(tracking["tracking_uri"], parent, study_dir, table, summary, study)
     return StudyResult(study_dir, table, summary, parent)

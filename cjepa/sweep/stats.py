@@ -73,15 +73,57 @@ def summarize(final: Sequence[dict], metrics: Sequence[str], baseline: str | Non
     return out
 
 
+#: Rows read against every arm: (row name, metric prefix the engine reports them under).
+#: ``raw_*``: kNN / linear probe on the pixels themselves (no encoder); ``rand_*``: the encoder
+#: exactly as the run initialised it (same seed), i.e. what training added nothing to.
+REFERENCES = (("raw pixels", "raw"), ("random-init encoder", "rand"))
+
+
+def reference_key(prefix: str, metric: str) -> str:
+    """``knn_target`` -> ``rand_knn_acc``; ``linear_context_grid2`` -> ``rand_linear_acc_grid2``.
+
+    The references have no target/context split: at initialisation both encoders are the same
+    network, and raw pixels have none, so one number serves both columns."""
+    kind, _, rest = metric.partition("_")
+    suffix = rest.partition("_")[2]
+    return f"{prefix}_{kind}_acc" + (f"_{suffix}" if suffix else "")
+
+
+def reference_rows(final: Sequence[dict], metrics: Sequence[str]) -> list[dict]:
+    """The :data:`REFERENCES` as summary entries (``reference: True``, no differences).
+
+    One value per seed (every arm of a seed evaluates the same initial encoder); a value that is
+    the same for every seed (raw pixels: no seed involved) is one number, not an interval."""
+    out = []
+    for name, prefix in REFERENCES:
+        entry: dict = {"arm": name, "n": 0, "reference": True}
+        for m in metrics:
+            per_seed: dict[int, float] = {}
+            for row in final:
+                value = row.get(reference_key(prefix, m))
+                if value is not None and not math.isnan(float(value)):
+                    per_seed.setdefault(int(row["seed"]), float(value))
+            values = list(per_seed.values())
+            values = values[:1] if len(set(values)) == 1 else values
+            entry[m], entry[f"{m}_diff"] = mean_ci(values), None
+            entry["n"] = max(entry["n"], len(values))
+        if entry["n"]:
+            out.append(entry)
+    return out
+
+
 def format_summary(summary: list[dict], metrics: Sequence[str], baseline: str | None) -> str:
-    """A markdown table: per arm, mean ± 95 % CI (in %) and the paired difference from the baseline."""
+    """A markdown table: per arm, mean ± 95 % CI (in %) and the paired difference from the baseline;
+    reference rows (:func:`reference_rows`) have no difference."""
     head = ["arm", "seeds"] + [f"{m} (%)" for m in metrics]
     if baseline:
         head += [f"Δ {m} vs {baseline}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in summary:
         cells = [e["arm"], str(e["n"])] + [e[m].fmt() for m in metrics]
-        if baseline:
+        if baseline and e.get("reference"):
+            cells += ["" for _ in metrics]
+        elif baseline:
             cells += ["(baseline)" if e["arm"] == baseline else
                       (e[f"{m}_diff"].fmt() if e[f"{m}_diff"] is not None else "n/a") for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")

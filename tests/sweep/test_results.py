@@ -184,3 +184,96 @@ def test_killed_mid_write_leaves_the_previous_table(tmp_path):
     assert [p.name.startswith(".results.parquet.") for p in study_dir.iterdir() if p.suffix == ".tmp"] == [True]
     write_results(study, ARMS, [_result("beta_vicreg=0.01", [1, 2])], study_dir, None)
     assert len(pq.read_table(path).to_pylist()) == 4
+
+
+# --------------------------------------------------------------------------- typed config columns, references
+
+
+def test_every_row_carries_the_trials_typed_config(tmp_path):
+    """config.<section>.<key> columns: the resolved config of each trial, Parquet types kept, tuples as lists."""
+    study, study_dir = _tiny(), tmp_path / "tiny_vicreg"
+    path, _ = write_results(study, ARMS, [_result("beta_vicreg=0.0", [1, 2]), _result("beta_vicreg=0.01", [1])],
+                            study_dir, None)
+    table = pq.read_table(path)
+    types = {name: str(table.schema.field(name).type) for name in table.schema.names}
+    assert types["config.loss.beta_vicreg"] == "double" and types["config.ema.enabled"] == "bool"
+    assert types["config.model.depth"] == "int64" and types["config.loss.vicreg_mode"] == "string"
+    assert types["config.mask.target_scale"] == "list<element: double>"
+    assert types["factor.loss.beta_vicreg"] == "double"  # the factor columns stay
+    rows = table.to_pylist()
+    assert [(r["arm"], r["config.loss.beta_vicreg"]) for r in rows] == [
+        ("beta_vicreg=0.0", 0.0), ("beta_vicreg=0.0", 0.0), ("beta_vicreg=0.01", 0.01)]
+    first = rows[0]
+    assert first["config.model.embed_dim"] == 32 and first["config.data.dataset"] == "digits"  # tiny_study.yaml
+    assert first["config.mask.target_scale"] == [0.1, 0.15] and first["config.run.seed"] == 0
+    assert first["config.loss.beta_sim"] == 25.0 and first["config.ema.enabled"] is True  # defaults
+    assert first["config.run.output_dir"] == str(study_dir / "runs" / "tiny_vicreg-beta_vicreg=0.0-s0")
+
+
+def _probed(arm: str, seed: int, knn: float, rand_knn: float) -> Result:
+    """A finished trial whose epochs also carry the raw-pixel and random-init scores, as the engine reports them."""
+    frame = pd.DataFrame([{"epoch": e, "knn_target": knn, "linear_target": knn + 0.1, "raw_knn_acc": 0.8,
+                           "raw_linear_acc": 0.75, "rand_knn_acc": rand_knn, "rand_linear_acc": rand_knn + 0.05,
+                           "trial_id": f"t-{arm}-{seed}"} for e in (1, 2)])
+    return Result(metrics={"config": {"arm": arm, "seed": seed}, "trial_id": f"t-{arm}-{seed}"}, checkpoint=None,
+                  error=None, path="/nowhere", metrics_dataframe=frame)
+
+
+def test_summary_has_raw_pixel_and_random_init_rows(tmp_path):
+    study = _tiny()
+    study.seeds = (0, 1)
+    grid = [_probed(a, s, k, r) for a, k in (("beta_vicreg=0.0", 0.5), ("beta_vicreg=0.01", 0.6))
+            for s, r in ((0, 0.2), (1, 0.3))]
+    _, summary = write_results(study, ARMS, grid, tmp_path / "tiny_vicreg", None)
+    rows = {line.split(" | ")[0].strip("| "): line for line in summary.splitlines() if line.startswith("| ")}
+    # raw pixels: one number (no seed involved); random init: mean ± t-interval over 2 seeds:
+    # 0.25 ± t(0.975, 1) * sd / sqrt(2) = 12.706 * 0.0707 / 1.414 = 0.635 -> "25.0 ± 63.5"
+    assert rows["raw pixels"] == "| raw pixels | 1 | 80.0 | 75.0 |  |  |"
+    assert rows["random-init encoder"] == "| random-init encoder | 2 | 25.0 ± 63.5 | 30.0 ± 63.5 |  |  |"
+    arm_lines = [line for line in summary.splitlines() if line.startswith("| beta_vicreg")]
+    assert len(arm_lines) == 2 and list(rows).index("raw pixels") > list(rows).index("beta_vicreg=0.01")
+
+
+# --------------------------------------------------------------------------- the MLflow UI without hunting
+
+
+def test_child_run_names_start_with_what_differs():
+    from cjepa.sweep.runner import child_run_name, trial_dir_name
+
+    grid = _tiny()
+    assert child_run_name(grid, "beta_vicreg=0.001", {"loss.beta_vicreg": 0.001}, 0) == "0.001 s0 · beta_vicreg"
+    two = Study(name="x", factors={"loss.beta_vicreg": [0.0], "loss.beta_sim": [25.0]})
+    assert child_run_name(two, "beta_vicreg=0.0,beta_sim=25.0", {"loss.beta_vicreg": 0.0, "loss.beta_sim": 25.0},
+                          2) == "0.0,25.0 s2 · beta_vicreg,beta_sim"
+    named = Study(name="t", arms={"I-JEPA (EMA only)": {"loss.beta_vicreg": 0.0}})
+    assert child_run_name(named, "I-JEPA (EMA only)", {"loss.beta_vicreg": 0.0}, 1) == "I-JEPA (EMA only) s1"
+    optuna = Study(name="o", search="optuna")
+    sampled = {"loss.vicreg_mode": "two_views", "loss.beta_vicreg": 0.0012345, "loss.beta_sim": 17.25}
+    assert child_run_name(optuna, "optuna-1a2b3c4d", sampled, 0, "5f3e2_00003") == \
+        "#3 · vicreg_mode=two_views beta_vicreg=0.0012 beta_sim=17"
+    assert child_run_name(optuna, "optuna-1a2b3c4d", sampled, 0, "").startswith("optuna-1a2b3c4d · ")
+    assert trial_dir_name("tiny", "I-JEPA (EMA only)", 0) == "tiny-I-JEPA_EMA_only_-s0"  # the folder: unchanged
+
+
+def test_parent_run_note_says_how_to_browse_and_where_the_report_is(store, tmp_path):
+    from cjepa.sweep.note import NOTE_TAG, REPORT_PATH, REPORT_PENDING, mark_report_logged
+    from cjepa.sweep.results import finish_parent
+
+    study, study_dir = _tiny(), tmp_path / "tiny_vicreg"
+    run_id = open_parent(study, store, study_dir, resume=False)
+    client = MlflowClient(store)
+    note = client.get_run(run_id).data.tags[NOTE_TAG]
+    assert note.startswith("**Study `tiny_vicreg`**: 2 arms × 1 seed; baseline arm: `beta_vicreg=0.0`.")
+    assert "**Chart view**" in note and "**Group by → tags → arm**" in note and REPORT_PENDING in note
+    table, summary = write_results(study, ARMS, [_result("beta_vicreg=0.0", [1, 2])], study_dir, None)
+    finish_parent(store, run_id, study_dir, table, summary, study)
+    run = client.get_run(run_id)
+    final = run.data.tags[NOTE_TAG]
+    assert final.endswith(summary) and "**Summary** (final epoch):" in final and run.info.status == "FINISHED"
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["results.parquet", "summary.md"]
+    logged = mark_report_logged(final, run.info.experiment_id, run_id)
+    link = f"[{REPORT_PATH}](#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{REPORT_PATH})"
+    assert REPORT_PENDING not in logged and link in logged and logged.endswith(summary)
+    assert mark_report_logged(logged, run.info.experiment_id, run_id) == logged  # a second report: unchanged
+    assert open_parent(study, store, study_dir, resume=True) == run_id  # resume rewrites the guide
+    assert client.get_run(run_id).data.tags[NOTE_TAG] == note
