@@ -15,26 +15,12 @@ import textwrap
 from pathlib import Path
 
 from cjepa.config import Config, check_output_dir, load_config
+from cjepa.config.presets import DEFAULT_PRESET, PRESET_DIR, resolve_config_path
 from cjepa.distributed.command import add_distributed_args
-from cjepa.errors import ArgumentParser, CJepaError, ConfigError
+from cjepa.errors import ArgumentParser, CJepaError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 STUDY_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-DEFAULT_PRESET = "cjepa_fmnist_cpu"
 DATA_HELP = "data set tools (convert image folders to Parquet shards)"  # = cjepa.data.convert_cli's
-
-
-def resolve_config_path(name: str | None) -> Path:
-    """A YAML path, or the name of a preset in ``configs/`` (e.g. ``ijepa_fmnist_cpu``)."""
-    name = name or DEFAULT_PRESET
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    preset = PRESET_DIR / f"{name}.yaml"
-    if not preset.exists():
-        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
-        raise ConfigError(f"--config {name}: no such file or preset; presets are {known}")
-    return preset
 
 
 def build_config(args: argparse.Namespace) -> Config:

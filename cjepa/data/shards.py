@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from cjepa.data.convert import CLASSES, DECODE_ERRORS, MANIFEST, Manifest, decode_image
+from cjepa.data.shard_format import CLASSES, DECODE_ERRORS, MANIFEST, Manifest, decode_image
 from cjepa.errors import DataError
 
 log = logging.getLogger(__name__)

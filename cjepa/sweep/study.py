@@ -76,7 +76,7 @@ def arm_name(settings: dict[str, Any]) -> str:
 
 
 def resolve_base(base: str) -> Path:
-    from cjepa.cli import resolve_config_path
+    from cjepa.config.presets import resolve_config_path
 
     return resolve_config_path(base)
 

@@ -1,0 +1,23 @@
+"""Where presets live and how a ``-c NAME`` becomes a YAML path: the CLI and the study layer share it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cjepa.errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_PRESET = "cjepa_fmnist_cpu"
+
+
+def resolve_config_path(name: str | None) -> Path:
+    """A YAML path, or the name of a preset in ``configs/`` (e.g. ``ijepa_fmnist_cpu``)."""
+    name = name or DEFAULT_PRESET
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    preset = PRESET_DIR / f"{name}.yaml"
+    if not preset.exists():
+        known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+        raise ConfigError(f"--config {name}: no such file or preset; presets are {known}")
+    return preset
