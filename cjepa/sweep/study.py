@@ -101,53 +101,9 @@ def plan_study(study: Study, extra: list[str] | None = None
     pickled once by Ray to the trial and its workers. Optuna trials sample their settings inside
     Tune, so their Configs are built (and validated, once) in the trial; the dict is then empty."""
     where = f"study {study.name!r}"
-    if study.search not in SEARCHES:
-        raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {study.search!r}")
-    if study.scheduler not in SCHEDULERS:
-        raise ConfigError(f"{where}: scheduler must be one of {', '.join(SCHEDULERS)}, got {study.scheduler!r}")
-    if study.mode not in ("max", "min"):
-        raise ConfigError(f"{where}: mode must be max or min, got {study.mode!r}")
-    _check_budget(study, where)
-    if study.factors and study.arms:
-        raise ConfigError(f"{where}: give factors (a grid) or named arms, not both")
-    for key, levels in study.factors.items():
-        if not isinstance(levels, (list, tuple)) or not levels:
-            raise ConfigError(f"{where}: factor {key!r} has no levels")
-    _check_overrides(study, extra or [], where)
-    for key in swept_keys(study):
-        try:
-            set_value(Config(), key, _probe_value(study, key), source=where)
-        except ConfigError as exc:
-            raise ConfigError(str(exc)) from None
+    _check_shape(study, extra or [], where)
     if study.search == "optuna":
-        if not study.space:
-            raise ConfigError(f"{where}: search=optuna needs a space")
-        for key, dim in study.space.items():
-            if dim.kind not in ("loguniform", "uniform", "choice"):
-                raise ConfigError(f"{where}: space {key!r}: kind must be loguniform, uniform or choice")
-            if dim.kind == "choice" and not dim.choices:
-                raise ConfigError(f"{where}: space {key!r}: choice needs choices")
-            if dim.kind != "choice" and not (math.isfinite(dim.low) and math.isfinite(dim.high)
-                                             and dim.low < dim.high and (dim.kind == "uniform" or dim.low > 0)):
-                raise ConfigError(f"{where}: space {key!r}: need 0 < low < high for {dim.kind}")
-        if study.num_samples < 1:
-            raise ConfigError(f"{where}: num_samples must be >= 1")
-        for i, point in enumerate(study.initial_points):
-            if set(point) != set(study.space):
-                raise ConfigError(f"{where}: initial_points[{i}] must set exactly the space's keys "
-                                  f"({', '.join(sorted(study.space))}), got {', '.join(sorted(point))}")
-            for key, value in point.items():
-                dim = study.space[key]
-                if dim.kind == "choice" and value not in dim.choices:
-                    raise ConfigError(f"{where}: initial_points[{i}] {key}={value!r} is not one of "
-                                      f"{list(dim.choices)}")
-                if dim.kind != "choice" and not dim.low <= value <= dim.high:
-                    raise ConfigError(f"{where}: initial_points[{i}] {key}={value!r} is outside "
-                                      f"[{dim.low}, {dim.high}]")
-            try:
-                trial_config(study, point, study.seeds[0], extra)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: initial_points[{i}]: {exc}") from None
+        _check_space(study, extra, where)
     arms = study.arm_settings() if study.search == "grid" else {"optuna": {}}
     if not arms:
         raise ConfigError(f"{where}: no arms (give factors with levels or named arms)")
@@ -160,15 +116,72 @@ def plan_study(study: Study, extra: list[str] | None = None
                 configs[(name, seed)] = trial_config(study, settings, seed, extra)
         except ConfigError as exc:
             raise ConfigError(f"{where}, arm {name!r}: {exc}") from None
-        cfg = configs[(name, study.seeds[0])]
-        if study.scheduler == "asha" or study.collapse_std > 0 or study.search == "optuna":
-            known = reported_metrics(cfg)
-            needed = [study.metric] + (["target_std_mean_normalized"] if study.collapse_std > 0 else [])
-            for metric in needed:
-                if metric not in known:
-                    raise ConfigError(f"{where}, arm {name!r}: metric {metric!r} is never reported with this "
-                                      f"config (eval.every={cfg.eval.every}); reported: {', '.join(sorted(known))}")
+        _check_metrics(study, configs[(name, study.seeds[0])], f"{where}, arm {name!r}")
     return arms, (configs if study.search == "grid" else {})
+
+
+def _check_shape(study: Study, extra: list[str], where: str) -> None:
+    """Search, scheduler, budget, factors and overrides: what the study is made of."""
+    if study.search not in SEARCHES:
+        raise ConfigError(f"{where}: search must be one of {', '.join(SEARCHES)}, got {study.search!r}")
+    if study.scheduler not in SCHEDULERS:
+        raise ConfigError(f"{where}: scheduler must be one of {', '.join(SCHEDULERS)}, got {study.scheduler!r}")
+    if study.mode not in ("max", "min"):
+        raise ConfigError(f"{where}: mode must be max or min, got {study.mode!r}")
+    _check_budget(study, where)
+    if study.factors and study.arms:
+        raise ConfigError(f"{where}: give factors (a grid) or named arms, not both")
+    for key, levels in study.factors.items():
+        if not isinstance(levels, (list, tuple)) or not levels:
+            raise ConfigError(f"{where}: factor {key!r} has no levels")
+    _check_overrides(study, extra, where)
+    for key in swept_keys(study):
+        try:
+            set_value(Config(), key, _probe_value(study, key), source=where)
+        except ConfigError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _check_space(study: Study, extra: list[str] | None, where: str) -> None:
+    """An Optuna space: its dimensions, its sample count and the points tried first."""
+    if not study.space:
+        raise ConfigError(f"{where}: search=optuna needs a space")
+    for key, dim in study.space.items():
+        if dim.kind not in ("loguniform", "uniform", "choice"):
+            raise ConfigError(f"{where}: space {key!r}: kind must be loguniform, uniform or choice")
+        if dim.kind == "choice" and not dim.choices:
+            raise ConfigError(f"{where}: space {key!r}: choice needs choices")
+        if dim.kind != "choice" and not (math.isfinite(dim.low) and math.isfinite(dim.high)
+                                         and dim.low < dim.high and (dim.kind == "uniform" or dim.low > 0)):
+            raise ConfigError(f"{where}: space {key!r}: need 0 < low < high for {dim.kind}")
+    if study.num_samples < 1:
+        raise ConfigError(f"{where}: num_samples must be >= 1")
+    for i, point in enumerate(study.initial_points):
+        if set(point) != set(study.space):
+            raise ConfigError(f"{where}: initial_points[{i}] must set exactly the space's keys "
+                              f"({', '.join(sorted(study.space))}), got {', '.join(sorted(point))}")
+        for key, value in point.items():
+            dim = study.space[key]
+            if dim.kind == "choice" and value not in dim.choices:
+                raise ConfigError(f"{where}: initial_points[{i}] {key}={value!r} is not one of {list(dim.choices)}")
+            if dim.kind != "choice" and not dim.low <= value <= dim.high:
+                raise ConfigError(f"{where}: initial_points[{i}] {key}={value!r} is outside [{dim.low}, {dim.high}]")
+        try:
+            trial_config(study, point, study.seeds[0], extra)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: initial_points[{i}]: {exc}") from None
+
+
+def _check_metrics(study: Study, cfg: Config, where: str) -> None:
+    """The metric a scheduler, searcher or stopper reads must be one this config reports."""
+    if not (study.scheduler == "asha" or study.collapse_std > 0 or study.search == "optuna"):
+        return
+    known = reported_metrics(cfg)
+    needed = [study.metric] + (["target_std_mean_normalized"] if study.collapse_std > 0 else [])
+    for metric in needed:
+        if metric not in known:
+            raise ConfigError(f"{where}: metric {metric!r} is never reported with this "
+                              f"config (eval.every={cfg.eval.every}); reported: {', '.join(sorted(known))}")
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
