@@ -23,8 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from dashboards.arms import flatten, paper_arm  # noqa: E402
 from dashboards.load import StudyData, checkpoint_file  # noqa: E402
-from dashboards.table import label, paper_arm  # noqa: E402
+from dashboards.table import paper_arm_of, titled  # noqa: E402
 
 
 @dataclass
@@ -57,13 +58,14 @@ def load_trial(arm: str, seed: int, path: Path) -> Trial:
 
 
 def trial_config(data: StudyData, arm: str) -> dict[str, Any] | None:
-    """The config dict of the arm's first trial with a checkpoint (None when none is on disk)."""
+    """The config (dotted key -> value) of the arm's first trial with a checkpoint (None when none
+    is on disk): for results tables written before they carried ``config.*`` columns."""
     from cjepa.engine.checkpoint import load_checkpoint
 
     for path in data.final().loc[lambda d: d["arm"] == arm, "checkpoint_path"]:
         file = checkpoint_file(path)
         if file is not None:
-            return load_checkpoint(file)["config"]
+            return flatten(load_checkpoint(file)["config"])
     return None
 
 
@@ -71,8 +73,8 @@ def pick_arms(data: StudyData) -> tuple[str, str] | None:
     """(I-JEPA-like arm, C-JEPA-like arm): the paper's arms when present, else the baseline and the
     non-baseline arm with the best final kNN accuracy."""
     arms = data.arms
-    ijepa = next((a for a in arms if paper_arm(a) == "I-JEPA (EMA only)"), data.baseline)
-    cjepa = next((a for a in arms if paper_arm(a) == "C-JEPA (var/cov + inv)"), None)
+    ijepa = next((a for a in arms if paper_arm_of(data, a) == "I-JEPA (EMA only)"), data.baseline)
+    cjepa = next((a for a in arms if paper_arm_of(data, a) == "C-JEPA (var/cov + inv)"), None)
     if cjepa is None:
         rest = [a for a in arms if a != ijepa]
         if not rest:
@@ -152,7 +154,7 @@ def attention_figure(trials: list[Trial], path: Path, n_images: int = 4, size: i
         for enc in ("target", "context"):
             maps = received_attention(getattr(t, enc), views)
             up = F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-            name = label(t.arm).replace(" [", "\n[")  # paper name and arm on two lines
+            name = titled(t.arm, paper_arm(t.cfg.flat())).replace(" [", "\n[")  # paper name and arm on two lines
             columns.append((f"{name}\n{enc} encoder, seed {t.seed}", up))
     fig, axes = plt.subplots(len(raw), len(columns), figsize=(2.6 * len(columns) + 1, 2.4 * len(raw) + 1.2),
                              squeeze=False, layout="constrained")

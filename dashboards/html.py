@@ -20,6 +20,7 @@ table.ablation th, table.ablation td { border-top: 1px solid #999; border-bottom
        text-align: center; }
 table.ablation th { background: #f3f3f3; } table.ablation td:first-child { text-align: left; }
 table.ablation tr.baseline td { background: #fbf7e6; }
+table.ablation tr.reference td { color: #555; font-style: italic; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #555; } .note { color: #555; font-size: .92em; }
 code { background: #f5f5f5; padding: 0 .25em; }

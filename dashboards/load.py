@@ -3,8 +3,10 @@
 Two sources: a study directory (``results.parquet`` + ``study.json``, what the sweep layer
 writes) or an MLflow experiment (child runs' metric histories with ``arm``/``seed`` tags, for
 studies whose storage is gone or lives elsewhere). Both end as a pandas frame with the columns of
-the results table (study, arm, seed, factor.<key>..., epoch, metrics..., mlflow_run_id,
-checkpoint_path, status), so the plots and tables never care where the numbers came from.
+the results table (study, arm, seed, factor.<key>..., config.<section>.<key>..., epoch, metrics...,
+mlflow_run_id, checkpoint_path, status), so the plots and tables never care where the numbers came
+from. An arm's identity (its parts, whether it is one of the paper's arms, the baseline when none
+was recorded) is read from its ``config.*`` columns (:mod:`dashboards.arms`), never its label.
 
 MLflow is only touched when the store is reachable *now*: a tracking server's own client retries
 for minutes, so servers are probed with a bounded ``/health`` request first.
@@ -13,13 +15,28 @@ for minutes, so servers are probed with a bounded ``/health`` request first.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dashboards.arms import PAPER_PARTS, paper_arm
+
 CHECKPOINT_NAME = "checkpoint.pt"  # cjepa.engine.checkpoint.CHECKPOINT_NAME (no torch import here)
+CONFIG_PREFIX = "config."  # cjepa.sweep.results.CONFIG_PREFIX
+
+
+def _plain(value: Any) -> Any:
+    """A cell as plain Python: numpy scalars -> int/float/bool, Parquet list cells (arrays) -> lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else value
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 @dataclass
@@ -32,6 +49,19 @@ class StudyData:
     parent_run_id: str | None = None
     tracking_uri: str | None = None
     study_dir: Path | None = None
+    #: arm -> config (dotted key -> value) read elsewhere (a checkpoint), for tables without config.* columns
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def arm_config(self, arm: str) -> dict[str, Any] | None:
+        """The arm's resolved config from its first row's ``config.*`` columns; else :attr:`configs`;
+        None for an older table whose config is nowhere (the parts then show as unknown)."""
+        cols = [c for c in self.df.columns if c.startswith(CONFIG_PREFIX)]
+        rows = self.df.loc[self.df["arm"] == arm, cols].iterrows() if cols else iter(())
+        for _, row in rows:
+            values = {c.removeprefix(CONFIG_PREFIX): _plain(v) for c, v in row.items() if not _missing(v)}
+            if values:
+                return values
+        return self.configs.get(arm)
 
     @property
     def arms(self) -> list[str]:
@@ -97,12 +127,16 @@ def _baseline_param(params: dict[str, str]) -> str | None:
     return None if value in (None, "", "None") else value
 
 
-def infer_baseline(arms: list[str]) -> str | None:
-    """Without a recorded baseline: the I-JEPA arm (by the paper's name or beta_vicreg=0), else none."""
-    for arm in arms:
-        if arm.startswith("I-JEPA") or arm in ("beta_vicreg=0.0", "beta_vicreg=0"):
+IJEPA = PAPER_PARTS[(True, False, False)]
+
+
+def infer_baseline(data: StudyData) -> str | None:
+    """Without a recorded baseline: the arm whose config is I-JEPA's (EMA on, no VICReg term acting,
+    the default EMA schedule); for an older table without configs, an arm named after I-JEPA; else none."""
+    for arm in data.arms:
+        if paper_arm(data.arm_config(arm)) == IJEPA:
             return arm
-    return None
+    return next((a for a in data.arms if a.startswith("I-JEPA") and data.arm_config(a) is None), None)
 
 
 def load_study_dir(study_dir: str | Path, tracking_uri: str | None = None, baseline: str | None = None) -> StudyData:
@@ -126,7 +160,7 @@ def load_study_dir(study_dir: str | Path, tracking_uri: str | None = None, basel
         except Exception as exc:  # the table alone still makes a report
             print(f"[report] warning: parent run {parent} not readable at {uri}: {exc}")
     data = StudyData(name, df, baseline, parent, uri, study_dir)
-    data.baseline = data.baseline or infer_baseline(data.arms)
+    data.baseline = data.baseline or infer_baseline(data)
     return data
 
 
@@ -149,6 +183,9 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, baseline: 
     parents = [r for r in runs if r.data.tags.get("cjepa.role") == "study"]
     parent = parents[0] if parents else None
     factor_keys = [k.removeprefix("factor.") for k in (parent.data.params if parent else {}) if k.startswith("factor.")]
+    from cjepa.config import Config
+
+    known = set(Config().flat())  # a child run's params are its config's dotted keys (MLflowReporter)
     rows: list[dict[str, Any]] = []
     for run in runs:
         tags, params = run.data.tags, run.data.params
@@ -158,7 +195,8 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, baseline: 
                   "trial_id": tags.get("trial_id", ""), "mlflow_run_id": run.info.run_id,
                   "status": run.info.status, "stop_reason": "",
                   "checkpoint_path": str(Path(tags["run_dir"]) / CHECKPOINT_NAME) if "run_dir" in tags else "",
-                  **{f"factor.{k}": _number(params.get(k)) for k in factor_keys}}
+                  **{f"factor.{k}": _number(params.get(k)) for k in factor_keys},
+                  **{CONFIG_PREFIX + k: _number(v) for k, v in params.items() if k in known}}
         by_epoch: dict[int, dict[str, Any]] = {}
         for key in run.data.metrics:
             for m in client.get_metric_history(run.info.run_id, key):
@@ -170,7 +208,7 @@ def load_experiment(experiment: str, tracking_uri: str | None = None, baseline: 
     df = pd.DataFrame(rows)
     data = StudyData(experiment, df, baseline or (_baseline_param(parent.data.params) if parent else None),
                      parent.info.run_id if parent else None, uri, None)
-    data.baseline = data.baseline or infer_baseline(data.arms)
+    data.baseline = data.baseline or infer_baseline(data)
     return data
 
 

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cjepa.sweep.stats import mean_ci  # noqa: E402
+from dashboards.arms import default  # noqa: E402
 from dashboards.load import StudyData  # noqa: E402
 from dashboards.table import label  # noqa: E402
 
@@ -94,7 +95,7 @@ def _panel(ax: Any, data: StudyData, metric: str, title: str, ylabel: str) -> No
             continue
         color = f"C{i % 10}"  # earlier arms thicker, so an arm hidden under an identical one still shows
         ax.plot(xs, [v * s for v in mean], marker="osD^v<>p"[i % 8], markersize=4, color=color,
-                linewidth=max(1.2, 3.0 - 0.6 * i), label=label(arm))
+                linewidth=max(1.2, 3.0 - 0.6 * i), label=label(data, arm))
         lo, hi = _bounds(metric)
         ax.fill_between(xs, [max(v * s, lo) for v in low], [min(v * s, hi) for v in high], color=color,
                         alpha=0.12, linewidth=0)
@@ -127,7 +128,7 @@ def _grid_figure(data: StudyData, panels: dict[str, tuple[str, str]], path: Path
         for ax in axes.flat:  # every arm once, in study order, even if its first panel lacks it
             for handle, name in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(name, handle)
-        order = [label(a) for a in data.arms if label(a) in handles]
+        order = [label(data, a) for a in data.arms if label(data, a) in handles]
         seeds = len(data.seeds)
         fig.suptitle(f"{title} — study {data.name}: mean over {seeds} seed{'s' * (seeds != 1)}, "
                      f"{band_name(seeds)}", fontsize=11)
@@ -157,6 +158,13 @@ def numeric_factor(data: StudyData) -> str | None:
             and not pd.api.types.is_bool_dtype(data.df[c]) and data.df[c].nunique() > 1]
     cols.sort(key=lambda c: (not c.endswith(("beta_vicreg", "beta_sim")), c))
     return cols[0] if cols else None
+
+
+def config_default(key: str) -> float | None:
+    """The dotted line of the coefficient plot: ``cjepa.config``'s default of the factor (the paper's
+    recipe), where it is a positive number a log axis can show."""
+    value = default(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path: Path) -> Path:
@@ -204,7 +212,7 @@ def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path:
             zero_ax.set_xlabel("0 (off)")
         if log_ax is not None:
             log_ax.set_xscale("log")
-            default = 1e-3 if key.endswith("beta_vicreg") else 25.0 if key.endswith("beta_sim") else None
+            default = config_default(key)
             span = positive + ([default] if default else [])
             log_ax.set_xlim(min(span) / 3, max(span) * 3)
             log_ax.set_xlabel(f"{key} (log scale)")

@@ -17,7 +17,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from cjepa.sweep.note import NOTE_TAG, mark_report_logged
 from dashboards import html as H
 from dashboards.load import StudyData, load_experiment, load_study_dir, reachable
 from dashboards.table import PAPER_SETTING, build_rows, to_html, to_markdown
@@ -36,13 +38,31 @@ class Report:
     artifact_run_id: str | None = None
 
 
-def _try(notes: list[str], what: str, fn: Callable[[], Path | None]) -> Path | None:
+T = TypeVar("T")
+
+
+def _try(notes: list[str], what: str, fn: Callable[[], T | None]) -> T | None:
     try:
         return fn()
     except Exception as exc:
         notes.append(f"{what}: not drawn ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
         traceback.print_exc(file=sys.stderr)
         return None
+
+
+def _configs_from_checkpoints(data: StudyData, notes: list[str]) -> None:
+    """Older results tables lack ``config.*`` columns: read those arms' configs from their checkpoints
+    (torch needed), so parts, paper arms and the inferred baseline still come from configs."""
+    from dashboards.attention import trial_config
+    from dashboards.load import infer_baseline
+
+    missing = [arm for arm in data.arms if data.arm_config(arm) is None]
+    for arm in missing:
+        cfg = _try(notes, f"config of {arm}", lambda a=arm: trial_config(data, a))
+        if cfg:
+            data.configs[arm] = cfg
+    if missing and data.baseline is None:
+        data.baseline = infer_baseline(data)
 
 
 def build_report(data: StudyData, out_dir: Path, images: bool = True,
@@ -52,13 +72,9 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    configs: dict = {}
     if images:
-        from dashboards.attention import trial_config
-
-        for arm in data.arms:
-            configs[arm] = _try(notes, f"config of {arm}", lambda a=arm: trial_config(data, a))
-    rows, metrics = build_rows(data, configs)
+        _configs_from_checkpoints(data, notes)
+    rows, metrics = build_rows(data)
     table_md = out_dir / TABLE_MD
     table_md.write_text(to_markdown(rows, metrics, data.baseline, data.name) + "\n")
 
@@ -119,7 +135,10 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
             f"Final-epoch accuracy in %, mean ± 95 % t-interval over seeds; Δ is the seed-paired difference from the "
             f"baseline in percentage points. The paper column is Mo & Tong 2024 ({PAPER_SETTING}) — ImageNet ViT-B "
             "numbers. Ours are at this study's own scale (its dataset, model and epochs): compare orderings and "
-            "differences, not absolute values. ✓/– = part switched on/off; ? = config not available.", "note")),
+            "differences, not absolute values. ✓/– = part switched on/off (a term with weight 0 counts as off); "
+            "? = config not available. Under the arms: raw pixels (the probes on the pixels themselves) and the "
+            "random-init encoder (the encoder exactly as initialised, same seeds): what training must beat.",
+            "note")),
         H.Section("Curves", figures=tuple(figs)),
         H.Section("Masks and attention", figures=tuple(qual)),
     ]
@@ -138,7 +157,11 @@ def log_to_parent(report: Report, data: StudyData) -> str | None:
         return None
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(data.tracking_uri).log_artifacts(data.parent_run_id, str(report.out_dir), artifact_path="report")
+    client = MlflowClient(data.tracking_uri)
+    client.log_artifacts(data.parent_run_id, str(report.out_dir), artifact_path="report")
+    run = client.get_run(data.parent_run_id)  # the run's description now links the report
+    client.set_tag(run.info.run_id, NOTE_TAG, mark_report_logged(run.data.tags.get(NOTE_TAG, ""),
+                                                                 run.info.experiment_id, run.info.run_id))
     return data.parent_run_id
 
 

@@ -1,72 +1,60 @@
 """The ablation table, laid out like the paper's Table 3, with the paper's numbers beside ours.
 
-Per arm: which parts are on (EMA, var/cov, invariance; read from the trial's config), the paper's
-ViT-B/16 linear-probe number where the arm exists in the paper, and our final-epoch linear and
-kNN accuracy as mean ± 95 % t-interval over seeds plus the seed-paired difference from the
-baseline arm (cjepa.sweep.stats). The paper's numbers are ImageNet-1K, ViT-B/16, 100 epochs,
-single runs; ours are at the study's own scale, so compare *orderings and differences*, never
-the absolute values.
+Per arm: which parts are on (EMA, var/cov, invariance) and whether it is one of the paper's arms,
+both read from the trial's typed config (dashboards.arms), the paper's ViT-B/16 linear-probe
+number where it is, and our final-epoch linear and kNN accuracy as mean ± 95 % t-interval over
+seeds plus the seed-paired difference from the baseline arm (cjepa.sweep.stats). Under the arms,
+raw pixels and the random-initialised encoder: what an encoder must beat to have learnt anything.
+The paper's numbers are ImageNet-1K, ViT-B/16, 100 epochs, single runs; ours are at the study's
+own scale, so compare *orderings and differences*, never the absolute values.
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
 
-from cjepa.sweep.stats import Interval, summarize
+from cjepa.sweep.stats import Interval, reference_rows, summarize
+from dashboards.arms import PAPER_TABLE3, paper_arm, parts_of
 from dashboards.load import StudyData
 
-#: Mo & Tong 2024, ablation (method.md §4): ViT-B/16, ImageNet-1K, 100 epochs, linear probe top-1 %.
-PAPER_TABLE3: dict[str, float] = {
-    "I-JEPA (EMA only)": 63.7,
-    "var/cov only": 68.3,
-    "EMA + invariance": 67.6,
-    "C-JEPA (var/cov + inv)": 69.5,
-}
+__all__ = ["PAPER_SETTING", "PAPER_TABLE3", "Row", "build_rows", "label", "paper_arm_of", "titled", "to_html",
+           "to_markdown"]
+
 PAPER_SETTING = "ImageNet-1K, ViT-B/16, 100 epochs, linear probe, single run"
-#: Arms of factor studies that *are* a paper arm: beta_vicreg=0 is I-JEPA; 0.001 is the paper's default.
-ALIASES: dict[str, str] = {
-    "beta_vicreg=0.0": "I-JEPA (EMA only)",
-    "beta_vicreg=0": "I-JEPA (EMA only)",
-    "beta_vicreg=0.001": "C-JEPA (var/cov + inv)",
-}
 TABLE_METRICS = ("linear_target", "knn_target", "linear_context", "knn_context")  # context: see SUMMARY_METRICS
 
 
-def paper_arm(arm: str) -> str | None:
-    return arm if arm in PAPER_TABLE3 else ALIASES.get(arm)
+def paper_arm_of(data: StudyData, arm: str) -> str | None:
+    """The paper's arm that ``arm`` reproduces, from its config (dashboards.arms), not its label."""
+    return paper_arm(data.arm_config(arm))
 
 
-def label(arm: str) -> str:
+def titled(arm: str, paper: str | None) -> str:
     """Legend text: the paper's arm name first where the arm is one ("I-JEPA (EMA only) [beta_vicreg=0.0]")."""
-    alias = paper_arm(arm)
-    return arm if alias is None or alias == arm else f"{alias} [{arm}]"
+    return arm if paper is None or paper == arm else f"{paper} [{arm}]"
+
+
+def label(data: StudyData, arm: str) -> str:
+    """:func:`titled` with the paper arm read from the arm's config in the study's table."""
+    return titled(arm, paper_arm_of(data, arm))
 
 
 @dataclass
 class Row:
-    arm: str
-    parts: dict[str, bool | None]  # EMA / var-cov / inv switched on
+    arm: str  # the arm, or a reference row's name
+    title: str  # the first cell: the arm's label (paper name first), or the reference's name
+    parts: dict[str, bool | None]  # EMA / var-cov / inv switched on; empty for a reference row
     paper: float | None
     values: dict[str, Interval]
     diffs: dict[str, Interval | None]
     n: int
+    reference: bool = False  # raw pixels / random-init encoder: read against every arm, no Δ
 
 
-def parts_of(cfg: dict[str, Any] | None) -> dict[str, bool | None]:
-    """Table 3's check marks from a trial's config dict (None where the config is unknown)."""
-    if not cfg:
-        return {"EMA": None, "var/cov": None, "inv": None}
-    loss, ema = cfg.get("loss", {}), cfg.get("ema", {})
-    on = float(loss.get("beta_vicreg", 0.0)) > 0
-    return {"EMA": bool(ema.get("enabled", True)),
-            "var/cov": on and bool(loss.get("variance", True) or loss.get("covariance", True)),
-            "inv": on and bool(loss.get("invariance", True))}
-
-
-def build_rows(data: StudyData, configs: dict[str, dict[str, Any] | None]) -> tuple[list[Row], list[str]]:
-    """Rows in the study's arm order, and the metrics present (linear first: the paper's metric)."""
+def build_rows(data: StudyData) -> tuple[list[Row], list[str]]:
+    """Rows in the study's arm order, then the raw-pixel and random-init encoder rows (where the
+    engine reported them), and the metrics present (linear first: the paper's metric)."""
     metrics = [m for m in TABLE_METRICS if data.has(m)]
     final = data.final().to_dict("records")
     clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in final]
@@ -74,8 +62,12 @@ def build_rows(data: StudyData, configs: dict[str, dict[str, Any] | None]) -> tu
     rows = []
     for arm in data.arms:
         e = summary[arm]
-        rows.append(Row(arm, parts_of(configs.get(arm)), PAPER_TABLE3.get(paper_arm(arm) or ""),
-                        {m: e[m] for m in metrics}, {m: e[f"{m}_diff"] for m in metrics}, e["n"]))
+        rows.append(Row(arm, label(data, arm), parts_of(data.arm_config(arm)),
+                        PAPER_TABLE3.get(paper_arm_of(data, arm) or ""), {m: e[m] for m in metrics},
+                        {m: e[f"{m}_diff"] for m in metrics}, e["n"]))
+    for e in reference_rows(clean, metrics):
+        rows.append(Row(e["arm"], e["arm"], {}, None, {m: e[m] for m in metrics}, {m: None for m in metrics},
+                        e["n"], reference=True))
     return rows, metrics
 
 
@@ -84,12 +76,15 @@ def _mark(value: bool | None) -> str:
 
 
 def _cells(row: Row, metrics: list[str], baseline: str | None) -> list[str]:
-    cells = [label(row.arm), *(_mark(v) for v in row.parts.values()),
-             f"{row.paper:.1f}" if row.paper is not None else "", str(row.n)]
+    parts = [_mark(v) for v in row.parts.values()] if not row.reference else ["", "", ""]
+    cells = [row.title, *parts, f"{row.paper:.1f}" if row.paper is not None else "", str(row.n)]
     for m in metrics:
         cells.append(row.values[m].fmt())
         diff = row.diffs[m]
-        cells.append("(baseline)" if row.arm == baseline else (_signed(diff) if diff is not None else "n/a"))
+        if row.reference:
+            cells.append("")
+        else:
+            cells.append("(baseline)" if row.arm == baseline else (_signed(diff) if diff is not None else "n/a"))
     return cells
 
 
@@ -113,6 +108,9 @@ def to_markdown(rows: list[Row], metrics: list[str], baseline: str | None, study
              "(dataset, model, epochs), so compare orderings and differences, not absolute values.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_cells(r, metrics, baseline)) + " |" for r in rows]
+    if any(r.reference for r in rows):
+        lines += ["", "raw pixels: the same probes on the pixels themselves; random-init encoder: the encoder "
+                  "exactly as initialised (same seeds). An arm below them has learnt nothing the probes can use."]
     return "\n".join(lines)
 
 
@@ -121,7 +119,7 @@ def to_html(rows: list[Row], metrics: list[str], baseline: str | None) -> str:
     out = ['<table class="ablation">', "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
            + "</tr></thead>", "<tbody>"]
     for r in rows:
-        cls = ' class="baseline"' if r.arm == baseline else ""
+        cls = ' class="reference"' if r.reference else (' class="baseline"' if r.arm == baseline else "")
         out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r, metrics, baseline))
                    + "</tr>")
     out.append("</tbody></table>")
