@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cjepa.config import Config, check_output_dir, load_config
 from cjepa.config.presets import DEFAULT_PRESET, PRESET_DIR, resolve_config_path
-from cjepa.distributed.command import add_distributed_args
+from cjepa.distributed.command import add_distributed_args, check_flags
 from cjepa.errors import ArgumentParser, CJepaError
 
 STUDY_DIR = Path(__file__).resolve().parent.parent / "sweeps"
@@ -36,6 +36,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args)
+    if args.workers is not None:  # the distributed flags' ranges: one line now, never a started Ray
+        check_flags(args)
     tracking_uri = _check_tracking(args)  # before the engine is imported: a bad URI costs a second
     check_output_dir(cfg)  # an unusable run.output_dir: one line now, not an OSError after the data loaded
     if args.workers is not None:  # Ray Train workers; MLflow on rank 0

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 LOSS, LOSS_JEPA, LOSS_VICREG = "loss", "loss_jepa", "loss_vicreg"
 #: VICReg term -> its log name (the raw, unweighted term)
 VICREG_TERMS = {"inv": "vicreg_inv", "var": "vicreg_var", "cov": "vicreg_cov"}
+SIGREG = "sigreg"  # LeJEPA's statistic, when the regulariser is SIGReg
+TERM_NAMES = {**VICREG_TERMS, "sigreg": SIGREG}
 OPTIM = ("lr", "weight_decay", "ema_momentum", "grad_norm")
 PROGRESS = ("epoch", "step")
 TIMING = ("img_per_s", "epoch_time_s", "train_cpu_min")
@@ -40,10 +42,14 @@ def baseline_name(kind: str, probe: str, pooling: str = "mean") -> str:
 def reported_metrics(cfg: Config) -> set[str]:
     """Every name this config makes the engine report at the end of an evaluated epoch."""
     names = {LOSS, LOSS_JEPA, *OPTIM, *PROGRESS, *TIMING}
-    if cfg.loss.vicreg_on:
-        present = {"inv": cfg.loss.invariance, "var": cfg.loss.variance, "cov": cfg.loss.covariance}
+    if cfg.loss.vicreg_on and cfg.loss.vicreg_mode == "sigreg":
+        names.update({SIGREG, LOSS_VICREG})
+    elif cfg.loss.vicreg_on:
+        present = {"inv": cfg.loss.invariance and cfg.loss.vicreg_mode != "pred_tokens",
+                   "var": cfg.loss.variance, "cov": cfg.loss.covariance}
         names.update(VICREG_TERMS[t] for t, on in present.items() if on)
-        names.add(LOSS_VICREG)
+        if any(present.values()):
+            names.add(LOSS_VICREG)
     if cfg.eval.every <= 0:
         return names
     ev = cfg.eval

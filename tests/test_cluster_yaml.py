@@ -4,6 +4,8 @@ Uses Ray's private ``prepare_config`` (fills defaults, expands the local provide
 types) and ``validate_config`` (jsonschema against ``ray/autoscaler/ray-schema.json`` plus Ray's
 cross-field checks). Private API: written against Ray 2.60 (pinned in the cluster files' setup
 commands); if a Ray upgrade moves it, fall back to jsonschema on ray-schema.json directly.
+The second half checks that the AWS and the local file differ only where the provider decides
+(issue 15, item 0); tests/cluster/ runs the local file for real.
 """
 
 from __future__ import annotations
@@ -95,3 +97,91 @@ def test_mistyped_keys_fail_aws() -> None:
     bad["available_node_types"]["gpu_8x"]["min_workers"] = 9  # more than max_workers allows
     with pytest.raises(ValueError, match="max_workers"):
         _validate(bad)
+
+
+# --- ray_cluster.yaml (AWS) and docs/cluster-local.yaml say the same thing, except where the provider decides ---
+#
+# Top-level keys allowed to differ, and why:
+#   cluster_name        two clusters of one user must not share Ray's launcher state and SSH control sockets
+#   provider, auth      what a provider is: cloud region/zones vs. fixed IPs; the AMI's user vs. yours
+#   available_node_types, head_node_type
+#                       the local provider forbids them (`prepare_local` aborts) and makes its own single type
+#   max_workers, upscaling_speed
+#                       the local provider forces max_workers = len(worker_ips) (`prepare_manual`); a fixed
+#                       set of machines does not upscale
+# Every other key must be equal (a missing list counts as Ray's default, []). Inside the command lists,
+# per-file names are normalised (the venv: ~/venv on a throw-away AMI, ~/cjepa-venv on your machines,
+# where ~/venv may be yours) and only these AWS-only commands may exist on one side:
+#   apt-get installs    the AMI is fresh and root is available; on your machines you install (file header)
+#   the EFS mount       AWS's shared storage; on your machines SHARED_DIR is already mounted
+#   MLflow server, Prometheus, MLFLOW_TRACKING_URI
+#                       `ray down` terminates AWS nodes; on your machines it only runs `ray stop`, so services
+#                       started by head_start_ray_commands would outlive `ray down`
+ALLOWED_TOP_LEVEL = {"cluster_name", "provider", "auth", "available_node_types", "head_node_type", "max_workers",
+                     "upscaling_speed"}
+COMMAND_KEYS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
+                "head_start_ray_commands", "worker_start_ray_commands")
+NORMALISE = {"local": [("~/cjepa-venv", "~/venv"),
+                       # where the hard limit is below 65536 (containers) the local file takes the hard limit;
+                       # AWS AMIs' limit is higher, so both mean "at least 65536 where possible"
+                       ("{ ulimit -n 65536 2>/dev/null || ulimit -n hard; }", "ulimit -n 65536")],
+             "aws": []}
+AWS_ONLY = re.compile(r"apt-get install|mount -t nfs4|mlflow server|prometheus|MLFLOW_TRACKING_URI")
+
+
+def _commands(cfg: dict, name: str, key: str) -> list[str]:
+    out = []
+    for cmd in cfg.get(key) or []:
+        for old, new in NORMALISE[name]:
+            cmd = cmd.replace(old, new)
+        if not (name == "aws" and AWS_ONLY.search(cmd)):
+            out.append(" ".join(cmd.split()))
+    return out
+
+
+def parity_differences(aws: dict, local: dict) -> list[str]:
+    """What differs between the two files beyond the allowed set (empty: they agree)."""
+    diffs = []
+    for key in sorted((set(aws) | set(local)) - ALLOWED_TOP_LEVEL - set(COMMAND_KEYS)):
+        if aws.get(key) != local.get(key):
+            diffs.append(f"{key}: aws {aws.get(key)!r} != local {local.get(key)!r}")
+    for key in COMMAND_KEYS:
+        a, b = _commands(aws, "aws", key), _commands(local, "local", key)
+        if a != b:
+            diffs.append(f"{key}:\n  aws   {a}\n  local {b}")
+    return diffs
+
+
+def test_aws_and_local_files_differ_only_in_provider_things() -> None:
+    assert parity_differences(_load("aws"), _load("local")) == []
+
+
+def test_every_allowed_difference_is_real() -> None:
+    """The allow-list is not wider than needed: each allowed key does differ (or is absent on one side)."""
+    aws, local = _load("aws"), _load("local")
+    assert all(aws.get(k) != local.get(k) for k in ALLOWED_TOP_LEVEL)
+    for key in COMMAND_KEYS:  # and every AWS-only command is one of the justified kinds
+        for cmd in aws.get(key) or []:
+            if AWS_ONLY.search(cmd):
+                assert key in ("setup_commands", "head_setup_commands", "head_start_ray_commands"), (key, cmd)
+
+
+@pytest.mark.parametrize(("key", "old", "new"), [
+    ("setup_commands", '==2.60.0"', '==2.59.0"'),  # a different Ray on the nodes
+    ("head_start_ray_commands", "--dashboard-host=127.0.0.1", "--dashboard-host=0.0.0.0"),  # dashboard exposed
+    ("worker_start_ray_commands", "export RAY_AUTH_MODE=token && ", ""),  # a worker without token auth
+    ("setup_commands", "NCCL_SOCKET_IFNAME=$CJEPA_IFACE", "NCCL_SOCKET_IFNAME=eth0"),
+])
+def test_drift_in_commands_is_caught(key: str, old: str, new: str) -> None:
+    local = _load("local")
+    assert any(old in c for c in local[key]), (key, old)
+    local[key] = [c.replace(old, new) for c in local[key]]
+    assert parity_differences(_load("aws"), local)
+
+
+@pytest.mark.parametrize(("key", "value"), [("file_mounts", {"~/cjepa": "."}), ("rsync_exclude", [".git"]),
+                                            ("idle_timeout_minutes", 60), ("docker", {"image": "rayproject/ray"})])
+def test_drift_in_other_keys_is_caught(key: str, value: object) -> None:
+    local = _load("local")
+    local[key] = value
+    assert parity_differences(_load("aws"), local)

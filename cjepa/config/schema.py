@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 JEPA_LOSSES = ("smooth_l1", "l2")
-VICREG_MODES = ("pred_blocks", "context_target", "two_views")
+VICREG_MODES = ("pred_blocks", "context_target", "two_views", "pred_tokens", "sigreg")
 EMA_SCHEDULES = ("linear", "cosine", "constant")
 DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,7 +56,7 @@ class LossConfig:
     """JEPA loss plus the VICReg terms: L = L_jepa + beta_vicreg * (sim*inv + std*var + cov*cov)."""
 
     jepa: str = "smooth_l1"  # the official I-JEPA code; "l2" is the paper's equation
-    vicreg_mode: str = "pred_blocks"  # which tensors the VICReg terms act on (method.md §3)
+    vicreg_mode: str = "pred_blocks"  # which tensors the VICReg terms act on (method.md §3), or sigreg
     beta_vicreg: float = 0.001  # 0 turns VICReg off entirely: plain I-JEPA
     beta_sim: float = 25.0
     beta_std: float = 25.0
@@ -71,10 +71,21 @@ class LossConfig:
     variance_halved: bool = True
     projector_dim: int = 0  # 0: the encoder width
     gather_distributed: bool = True  # var/cov statistics over the global batch under DDP
+    # vicreg_mode=sigreg (LeJEPA): random directions per step and trapezoid knots on [-t_max, t_max]
+    sigreg_projections: int = 256
+    sigreg_knots: int = 17
+    sigreg_t_max: float = 5.0
 
     @property
     def vicreg_on(self) -> bool:
-        return self.beta_vicreg > 0 and (self.invariance or self.variance or self.covariance)
+        """Whether a regulariser is added at all (``vicreg_mode`` names it: a VICReg reading or SIGReg)."""
+        if self.beta_vicreg <= 0:
+            return False
+        if self.vicreg_mode == "sigreg":
+            return True
+        if self.vicreg_mode == "pred_tokens":  # the JEPA loss is its invariance term
+            return self.variance or self.covariance
+        return self.invariance or self.variance or self.covariance
 
 
 @dataclass

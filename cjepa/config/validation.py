@@ -66,6 +66,10 @@ def _validate_loss(cfg: Config) -> None:
     _positive("loss.eps", loss.eps)
     if loss.projector_dim < 0:
         raise ConfigError(f"loss.projector_dim: expected >= 0 (0 = encoder width), got {loss.projector_dim}")
+    _positive("loss.sigreg_projections", loss.sigreg_projections)
+    _positive("loss.sigreg_t_max", loss.sigreg_t_max)
+    if loss.sigreg_knots < 3:
+        raise ConfigError(f"loss.sigreg_knots: expected >= 3 (trapezoid nodes), got {loss.sigreg_knots}")
     if loss.vicreg_on and loss.vicreg_mode == "pred_blocks" and cfg.mask.num_targets < 2:
         raise ConfigError("loss.vicreg_mode=pred_blocks compares target blocks pairwise and needs "
                           f"mask.num_targets >= 2, got {cfg.mask.num_targets}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from cjepa.config import Config
+from cjepa.errors import DistributedError
 
 
 def add_distributed_args(p: argparse.ArgumentParser) -> None:
@@ -22,11 +24,27 @@ def add_distributed_args(p: argparse.ArgumentParser) -> None:
                    help="restart the workers from the latest checkpoint up to K times (-1: always; default 0)")
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """The distributed flags' own ranges, checked before Ray is imported or started.
+
+    Why here: ``fit_distributed`` checked ``--max-failures`` only after importing Ray, and a
+    negative or non-finite ``--gpus-per-worker`` reached ``ray.init`` and the placement check.
+    """
+    if args.workers < 1:
+        raise DistributedError(f"--workers must be >= 1, got {args.workers}")
+    if args.max_failures < -1:
+        raise DistributedError(f"--max-failures must be >= 0 (or -1 for unlimited), got {args.max_failures}")
+    gpus = args.gpus_per_worker
+    if gpus is not None and not (math.isfinite(gpus) and gpus > 0):
+        raise DistributedError(f"--gpus-per-worker must be a finite number > 0 (fractions share a GPU), got {gpus:g}")
+
+
 def train_distributed(cfg: Config, args: argparse.Namespace, tracking_uri: str | None) -> int:
     """Run ``cfg`` through :func:`fit_distributed`; MLflow (if not ``--no-mlflow``) goes to rank 0."""
     from cjepa.distributed.preflight import check_split, resolve_storage
 
-    check_split(cfg, args.workers)  # the cheap checks first: a mistake costs no torch/Ray import
+    check_flags(args)  # the cheap checks first: a mistake costs no torch/Ray import
+    check_split(cfg, args.workers)
     storage = resolve_storage(args.storage)
     from cjepa.distributed.ray_trainer import fit_distributed
 

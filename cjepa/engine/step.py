@@ -52,8 +52,9 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict, 
     with ctx:
         loss, logs = model(batch)
     if not math.isfinite(logs["loss"]):
-        raise TrainingError(f"non-finite loss at step {batch['step']}: loss is {logs['loss']} ({logs}); "
-                            "lower optim.lr or check the loss coefficients")
+        bad = [k for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v) and k != "loss"]
+        raise TrainingError(f"non-finite loss at step {batch['step']} (loss={logs['loss']}; non-finite terms: "
+                            f"{', '.join(bad) or 'none logged'}); lower optim.lr or check the loss coefficients")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in model.parameters() if p.requires_grad]

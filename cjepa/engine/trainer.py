@@ -21,7 +21,14 @@ from torch import nn
 
 from cjepa.config import Config
 from cjepa.data import StepBatchDataset, StepBatchSampler, build_loader, dataset_stats, load_split
-from cjepa.engine.checkpoint import CHECKPOINT_NAME, check_compatible, load_checkpoint, save_checkpoint
+from cjepa.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    check_compatible,
+    has_checkpoint,
+    load_for_resume,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from cjepa.engine.evaluation import Evaluator
 from cjepa.engine.reporting import Reporter
 from cjepa.engine.schedules import Schedules
@@ -138,7 +145,9 @@ def _build(cfg: Config) -> _Run:
     model = CJEPA(cfg).to(device)
     run = _Run(cfg, rank, world, device, resolve_autocast(cfg, device), dataset, mask_gen, sched, model,
                build_optimizer(model, cfg.optim), Path(cfg.run.output_dir) / CHECKPOINT_NAME)
-    if cfg.run.resume and run.ckpt_path.exists():
+    if rank == 0:  # a killed checkpoint write leaves a temp file that is never complete
+        remove_stale_temp_files(run.ckpt_path.parent)
+    if cfg.run.resume and has_checkpoint(run.ckpt_path.parent):
         _restore(run)
     if world > 1:
         run.model = nn.parallel.DistributedDataParallel(
@@ -147,8 +156,9 @@ def _build(cfg: Config) -> _Run:
 
 
 def _restore(run: _Run) -> None:
-    state = load_checkpoint(run.ckpt_path)
-    check_compatible(state["config"], run.cfg.to_dict(), run.ckpt_path)
+    """The latest readable checkpoint (the previous one, with a warning, when the latest is damaged)."""
+    state, path = load_for_resume(run.ckpt_path)
+    check_compatible(state["config"], run.cfg.to_dict(), path)
     model = unwrap(run.model)
     model.load_online_state_dict(state["online"])
     model.target.load_state_dict(state["target"])

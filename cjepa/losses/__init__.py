@@ -3,6 +3,7 @@
 from cjepa.losses.distributed import gather_with_grad, world_size
 from cjepa.losses.jepa import jepa_loss
 from cjepa.losses.objective import total_loss
+from cjepa.losses.sigreg import SIGRegTerms, sigreg
 from cjepa.losses.vicreg import (
     VICRegTerms,
     covariance,
@@ -14,11 +15,13 @@ from cjepa.losses.vicreg import (
 )
 
 __all__ = [
+    "SIGRegTerms",
     "VICRegTerms",
     "covariance",
     "gather_with_grad",
     "invariance",
     "jepa_loss",
+    "sigreg",
     "total_loss",
     "variance",
     "vicreg_blocks",

@@ -6,11 +6,13 @@ import torch
 from torch import Tensor
 
 from cjepa.config import LossConfig
+from cjepa.losses.sigreg import SIGRegTerms
 from cjepa.losses.vicreg import VICRegTerms
-from cjepa.metrics import LOSS, LOSS_JEPA, LOSS_VICREG, VICREG_TERMS
+from cjepa.metrics import LOSS, LOSS_JEPA, LOSS_VICREG, TERM_NAMES
 
 
-def total_loss(jepa: Tensor, terms: VICRegTerms | None, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
+def total_loss(jepa: Tensor, terms: VICRegTerms | SIGRegTerms | None,
+               cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
     """Combine the JEPA loss with the weighted VICReg terms; also return floats for logging.
 
     ``terms=None`` (or all terms off) is plain I-JEPA. With ``beta_vicreg == 0`` the terms are
@@ -29,7 +31,7 @@ def total_loss(jepa: Tensor, terms: VICRegTerms | None, cfg: LossConfig) -> tupl
         if cfg.beta_vicreg > 0:
             loss = jepa + cfg.beta_vicreg * weighted
         for key, value in present.items():
-            names.append(VICREG_TERMS[key])
+            names.append(TERM_NAMES[key])
             values.append(value.detach())
         names.append(LOSS_VICREG)
         values.append(weighted.detach())

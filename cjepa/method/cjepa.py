@@ -62,8 +62,8 @@ class CJEPA(nn.Module):
         jepa = jepa_loss(pred.float(), tgt.float(), self.jepa_kind)
         terms = None
         if self.regularizer is not None:
-            tensors = StepTensors(images=images, images2=batch.get("images2"), context_idx=masks.context,
-                                  context=ctx, pred=pred, target_out=h)
+            tensors = StepTensors(step=int(batch["step"]), images=images, images2=batch.get("images2"),
+                                  context_idx=masks.context, context=ctx, pred=pred, target_out=h)
             terms = self.regularizer(tensors, self.encoder)
         return total_loss(jepa, terms, self.loss_cfg)
 

@@ -22,7 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from cjepa.config import Config
-from cjepa.losses import VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
+from cjepa.losses import SIGRegTerms, VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
+from cjepa.losses.distributed import gather_with_grad
+from cjepa.losses.sigreg import directions, sigreg, trapezoid_weights
+from cjepa.losses.vicreg import covariance, variance
 from cjepa.model.factory import build_projector
 
 
@@ -30,6 +33,7 @@ from cjepa.model.factory import build_projector
 class StepTensors:
     """What the method's forward pass computed, for a regulariser to read."""
 
+    step: int  # the global step (regularisers that draw random numbers seed from it)
     images: Tensor  # (B, C, H, W) view 1
     images2: Tensor | None  # view 2 (only when the regulariser asks for it)
     context_idx: Tensor  # (B, Kc)
@@ -52,11 +56,11 @@ class Regularizer(nn.Module):
         """The tensors the statistics are taken of (runs under the step's autocast)."""
         raise NotImplementedError
 
-    def terms(self, embedded: Any) -> VICRegTerms:
+    def terms(self, embedded: Any) -> VICRegTerms | SIGRegTerms:
         """The terms of :meth:`embed`'s output, in float32."""
         raise NotImplementedError
 
-    def forward(self, t: StepTensors, encoder: nn.Module) -> VICRegTerms:
+    def forward(self, t: StepTensors, encoder: nn.Module) -> VICRegTerms | SIGRegTerms:
         embedded = self.embed(t, encoder)
         on_cuda = t.images.is_cuda
         with torch.autocast(t.images.device.type, enabled=False) if on_cuda else contextlib.nullcontext():
@@ -147,3 +151,46 @@ class TwoViews(Regularizer):
         z1, z2 = embedded
         return vicreg_pair(z1.float(), z2.float(), self.loss_cfg)
 
+
+
+@register
+class PredTokens(Regularizer):
+    """The reading of public third-party code: variance and covariance on the predictor's per-token
+    outputs, flattened over blocks, batch and tokens; the JEPA loss itself is the invariance term
+    (``loss.invariance`` has no effect here). A pooled VICReg cannot see every masked token
+    collapsing to one vector; this one can."""
+
+    name = "pred_tokens"
+
+    def embed(self, t: StepTensors, encoder: nn.Module) -> Tensor:
+        return t.pred.reshape(-1, t.pred.shape[-1])  # (M * B * Kt, D)
+
+    def terms(self, tokens: Tensor) -> VICRegTerms:
+        c = self.loss_cfg
+        x = gather_with_grad(tokens.float()) if c.gather_distributed else tokens.float()
+        return VICRegTerms(inv=None, var=variance(x, c.gamma, c.eps) if c.variance else None,
+                           cov=covariance(x) if c.covariance else None)
+
+
+@register
+class SIGReg(Regularizer):
+    """LeJEPA's SIGReg (cjepa/losses/sigreg.py) on the pooled context-encoder representation:
+    the Epps-Pulley statistic against N(0, 1) along ``loss.sigreg_projections`` random directions,
+    fresh every step. Needs neither EMA nor stop-gradient in LeJEPA; here it can run with both."""
+
+    name = "sigreg"
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.seed = cfg.run.seed
+        t, w = trapezoid_weights(cfg.loss.sigreg_knots, cfg.loss.sigreg_t_max)
+        self.register_buffer("t", t, persistent=False)
+        self.register_buffer("weights", w, persistent=False)
+
+    def embed(self, t: StepTensors, encoder: nn.Module) -> tuple[Tensor, int]:
+        return t.context.mean(dim=1), t.step
+
+    def terms(self, embedded: tuple[Tensor, int]) -> SIGRegTerms:  # type: ignore[override]
+        x, step = embedded
+        a = directions(x.shape[1], self.loss_cfg.sigreg_projections, self.seed, step, x.device)
+        return SIGRegTerms(sigreg(x, a, self.t, self.weights, gather=self.loss_cfg.gather_distributed))

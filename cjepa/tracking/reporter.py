@@ -11,13 +11,16 @@ One run, exactly one value per epoch, whatever happens in between:
   ``cjepa train`` rerun, a Ray worker restarted by FailureConfig) continues the *same* run;
 * epochs are logged with ``step = epoch`` in ``on_epoch``, which the engine calls *before* it
   writes that epoch's checkpoint, and epochs MLflow already has are skipped on resume.
-  See :meth:`MLflowReporter.on_epoch` for why that order makes the log exactly-once.
+  See :meth:`MLflowReporter.on_epoch` for why that order makes the log exactly-once;
+* a tracking *server* that stops answering does not stop training: the epoch is buffered, one
+  warning line says so, and the buffer is sent, in order, once the server answers again (at the
+  next epoch or at the end; see :meth:`MLflowReporter._flush`). A store that answers but rejects
+  a call still raises :class:`TrackingError`.
 """
 
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +30,7 @@ from cjepa.config import Config
 from cjepa.engine.reporting import Reporter, read_metrics
 from cjepa.errors import TrackingError
 from cjepa.tracking.plots import plot_curves
-from cjepa.tracking.store import get_or_create_experiment, redact
+from cjepa.tracking.store import get_or_create_experiment, git_commit, is_remote, redact, server_answers
 
 RUN_ID_KEY = "mlflow_run_id"  # key in the checkpoint's ``extra`` dict
 MARKER_METRIC = "loss"  # logged every epoch, last in its batch: its history says which epochs are in
@@ -35,17 +38,7 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 MAX_PARAMS_PER_BATCH = 100  # params + tags per log_batch
 MAX_PARAM_CHARS = 6000
 CURVES_NAME = "curves.png"
-
-
-def git_commit(path: Path | None = None) -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package, "unknown" outside one."""
-    where = path or Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+FAILURE_TAG = "cjepa.failure"  # why the run ended FAILED/KILLED (first line of the error)
 
 
 def run_tags(cfg: Config, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -82,9 +75,8 @@ class MLflowReporter(Reporter):
         self.run_dir: Path | None = None
         self.last_logged_epoch = 0  # epochs <= this are in MLflow already
         self.skipped_epochs: list[int] = []  # re-trained epochs not logged again (for tests/diagnostics)
+        self.pending: list[tuple[int, list[Any]]] = []  # (epoch, metrics) not yet accepted by a server
         self._client: Any = None
-
-    # ------------------------------------------------------------------ plumbing
 
     @property
     def client(self) -> Any:
@@ -106,8 +98,6 @@ class MLflowReporter(Reporter):
             raise TrackingError(f"MLflow {what} failed for run {self.run_id or '(new)'} at {where}: "
                                 f"{type(exc).__name__}: {text}") from exc
 
-    # ------------------------------------------------------------------ callbacks
-
     def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
         """Continue the checkpoint's run (status back to RUNNING) or create one; log params/tags/artifacts."""
         self.run_dir = Path(run_dir)
@@ -117,6 +107,8 @@ class MLflowReporter(Reporter):
             run = self._create_run(previous)
         else:
             self._call("update_run", self.client.update_run, run.info.run_id, status="RUNNING")
+            if FAILURE_TAG in run.data.tags:  # running again: an earlier failure no longer describes it
+                self._call("delete_tag", self.client.delete_tag, run.info.run_id, FAILURE_TAG)
         self.run_id = run.info.run_id
         extra[RUN_ID_KEY] = self.run_id
         history = self._call("get_metric_history", self.client.get_metric_history, self.run_id, MARKER_METRIC)
@@ -131,20 +123,18 @@ class MLflowReporter(Reporter):
 
     def _log_config_artifact(self) -> None:
         """config.yaml as an artifact, credentials masked (a data.root URI may carry user:password@)."""
+        import tempfile
+
         assert self.run_dir is not None
         path = self.run_dir / "config.yaml"
         if not path.exists():
             return
-        text = path.read_text()
-        if redact(text) != text:
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "config.yaml").write_text(redact(text))
-                self._call("log_artifact(config.yaml)", self.client.log_artifact, self.run_id,
-                           str(Path(tmp) / "config.yaml"))
-            return
-        self._call("log_artifact(config.yaml)", self.client.log_artifact, self.run_id, str(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            text = path.read_text()
+            if redact(text) != text:
+                path = Path(tmp) / "config.yaml"
+                path.write_text(redact(text))
+            self._call("log_artifact(config.yaml)", self.client.log_artifact, self.run_id, str(path))
 
     def _find_run(self, run_id: str) -> Any:
         from mlflow.exceptions import MlflowException
@@ -192,7 +182,7 @@ class MLflowReporter(Reporter):
         for rec in read_metrics(self.run_dir):
             epoch = int(rec.get("epoch", 0))
             if self.last_logged_epoch < epoch <= start_epoch:
-                self._log_epoch(epoch, rec)
+                self._send(epoch, self._epoch_batch(epoch, rec))
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Log every finite metric of ``epoch`` at ``step=epoch`` (skipping epochs MLflow already has).
@@ -204,20 +194,48 @@ class MLflowReporter(Reporter):
           MLflow already holds them, and the epoch is skipped rather than logged twice.
         * crash after the checkpoint: the epoch was logged before it was written, so an epoch that
           will not be re-trained can never be missing from MLflow.
-        * MLflow unreachable: TrackingError propagates and training stops *before* the checkpoint,
-          so after the fix a rerun re-trains and logs that epoch: nothing is dropped silently.
-
-        (Where training is not bit-exact, e.g. non-deterministic GPU kernels, MLflow keeps the first
-        attempt's values of a re-trained epoch; metrics.jsonl keeps the last.)
+        * a store that refuses the call: TrackingError, training stops *before* the checkpoint, so
+          after the fix a rerun re-trains and logs that epoch; a server that does not answer: the
+          epoch is buffered (:meth:`_flush`). Nothing is dropped silently. (Where training is not
+          bit-exact, MLflow keeps the first attempt's values of a re-trained epoch.)
         """
         if self.run_id is None:
             raise TrackingError("MLflowReporter.on_epoch called before on_start")
-        if epoch <= self.last_logged_epoch:
+        if epoch <= self.last_logged_epoch or any(e == epoch for e, _ in self.pending):
             self.skipped_epochs.append(epoch)
             return
-        self._log_epoch(epoch, metrics)
+        self.pending.append((epoch, self._epoch_batch(epoch, metrics)))
+        self._flush()
 
-    def _log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+    def _flush(self, final: bool = False) -> None:
+        """Send the buffered epochs in order; keep them while a tracking server does not answer.
+
+        Why only servers, only while ``/health`` fails: a stopped server is an outage that ends; a
+        store that answers and still refuses (a bad key, a deleted run) will refuse again, so that
+        stays loud. A server found down is not called (MLflow's client would retry for minutes,
+        ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``). Re-sending is idempotent: metrics keep their epoch's
+        timestamp and MLflow drops an identical (key, step, time, value) row. A process that dies
+        with epochs buffered loses none: the next start copies every checkpointed epoch MLflow
+        lacks from metrics.jsonl (``_backfill``); later epochs are re-trained and logged.
+        """
+        remote = is_remote(self.tracking_uri)
+        while self.pending:
+            try:
+                if remote and not server_answers(self.tracking_uri):
+                    raise TrackingError(f"MLflow server {redact(self.tracking_uri)} does not answer")
+                self._send(*self.pending[0])
+            except TrackingError as exc:
+                if not remote or server_answers(self.tracking_uri):
+                    raise
+                epochs, line = [e for e, _ in self.pending], str(exc).splitlines()[0][:200]
+                if final:
+                    raise TrackingError(f"{line}; epochs {epochs} not logged (they are in metrics.jsonl): rerun "
+                                        "the same command once it answers, nothing is re-trained") from None
+                print(f"[cjepa] warning: {line}; epochs {epochs} kept, sent when it answers", file=sys.stderr)
+                return
+            self.pending.pop(0)
+
+    def _epoch_batch(self, epoch: int, metrics: dict[str, Any]) -> list[Any]:
         from mlflow.entities import Metric
 
         values = _finite(metrics)
@@ -226,6 +244,9 @@ class MLflowReporter(Reporter):
         batch = [Metric(k, v, now, epoch) for k, v in sorted(values.items())]
         if marker is not None:  # last, so "loss at step e exists" implies the whole epoch is in
             batch.append(Metric(MARKER_METRIC, marker, now, epoch))
+        return batch
+
+    def _send(self, epoch: int, batch: list[Any]) -> None:
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
             self._call(f"log_batch(epoch {epoch})", self.client.log_batch, self.run_id,
                        metrics=batch[i:i + MAX_METRICS_PER_BATCH], synchronous=True)
@@ -236,6 +257,7 @@ class MLflowReporter(Reporter):
         if self.run_id is None:
             raise TrackingError("MLflowReporter.on_end called before on_start")
         assert self.run_dir is not None
+        self._flush(final=True)  # a server still down now: loud; a rerun copies the epochs from metrics.jsonl
         records = read_metrics(self.run_dir) or self._history_records()
         try:
             png = plot_curves(records, self.run_dir / CURVES_NAME,
@@ -264,7 +286,9 @@ class MLflowReporter(Reporter):
         if self.run_id is None or isinstance(exc, TrackingError):  # the store itself is the problem:
             return  # another call would only sit through MLflow's HTTP retries (minutes) and fail too
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        reason = redact(" ".join(str(exc).split()))[:500] if exc is not None else ""
         try:
+            self.client.set_tag(self.run_id, FAILURE_TAG, f"{type(exc).__name__}: {reason}" if exc else status)
             self.client.set_terminated(self.run_id, status)
         except Exception as err:
             print(f"[cjepa] warning: could not mark MLflow run {self.run_id} {status}: {err}", file=sys.stderr)

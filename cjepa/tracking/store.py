@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -133,6 +134,15 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
                             f"({type(exc).__name__}: {_one_line(exc)})") from None
 
 
+def server_answers(uri: str, timeout: float = 2.0) -> bool:
+    """Whether the tracking server at ``uri`` answers ``/health`` with 200 within ``timeout`` s."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def _check_server(uri: str, timeout: float) -> None:
     url = uri.rstrip("/") + "/health"
     try:
@@ -206,3 +216,14 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
             raise TrackingError(f"cannot create MLflow experiment {name!r} at {redact(client.tracking_uri)}: "
                                 f"{_one_line(exc)}") from None
         return again.experiment_id
+
+
+def git_commit(path: Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the checkout holding this package, "unknown" outside one."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

@@ -129,3 +129,26 @@ def test_paper_arm_rules():
     assert paper_arm({"loss.beta_vicreg": 0.0, "ema.enabled": False}) is None
     assert paper_arm({"loss.beta_std": float("nan")}) == "C-JEPA (var/cov + inv)"  # a missing cell: the default
     assert paper_arm(None) is None
+
+
+def test_logging_the_report_links_it_in_the_parent_runs_note(tmp_path):
+    """Real sqlite store: open_parent writes the note, `cjepa report`'s logging step flips its report line."""
+    from mlflow.tracking import MlflowClient
+
+    from cjepa.sweep.note import NOTE_TAG, REPORT_PATH, REPORT_PENDING
+    from cjepa.sweep.results import open_parent
+    from dashboards.report import log_to_parent
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = Study(name="terms", base=TINY, arms=ARMS, seeds=(0, 1))
+    run_id = open_parent(study, uri, tmp_path / "terms", resume=False)  # writes terms/study.json
+    data = load_study_dir(_write(tmp_path, study, LINEAR))
+    assert data.parent_run_id == run_id and data.tracking_uri == uri
+    report = build_report(data, tmp_path / "report", images=False)
+    assert log_to_parent(report, data) == run_id
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    note = run.data.tags[NOTE_TAG]
+    assert REPORT_PENDING not in note
+    assert f"[{REPORT_PATH}](#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{REPORT_PATH})" in note
+    assert REPORT_PATH in [a.path for a in client.list_artifacts(run_id, "report")]

@@ -40,15 +40,20 @@ def _encoder_grad(cfg, data, coef_key: str, coef: float) -> torch.Tensor:
     return model.encoder.patch_embed.proj.weight.grad.clone()
 
 
-@pytest.mark.parametrize("mode", ["pred_blocks", "context_target", "two_views"])
-@pytest.mark.parametrize("term", list(TERMS))
-def test_each_term_reaches_the_encoder_only_when_enabled(tiny_cfg, digits, mode, term):
+WIRED = [(mode, term, 0.001) for mode in ("pred_blocks", "context_target", "two_views") for term in TERMS]
+# pred_tokens: its invariance is the JEPA loss; at initialisation the covariance of the predictor's
+# tokens is so small that at beta_vicreg 0.001 its gradient is ~1e-11, below float noise: weight 1.
+WIRED += [("pred_tokens", "variance", 0.001), ("pred_tokens", "covariance", 1.0)]
+
+
+@pytest.mark.parametrize("mode,term,beta", WIRED)
+def test_each_term_reaches_the_encoder_only_when_enabled(tiny_cfg, digits, mode, term, beta):
     coef = TERMS[term]
-    on = tiny_cfg(f"loss.vicreg_mode={mode}", "loss.beta_vicreg=0.001")
+    on = tiny_cfg(f"loss.vicreg_mode={mode}", f"loss.beta_vicreg={beta}")
     g1, g2 = _encoder_grad(on, digits, coef, 25.0), _encoder_grad(on, digits, coef, 50.0)
     assert (g2 - g1).abs().max() > 1e-9, f"{term} does not reach the encoder in {mode}"
 
-    off = tiny_cfg(f"loss.vicreg_mode={mode}", "loss.beta_vicreg=0.001", f"loss.{term}=false")
+    off = tiny_cfg(f"loss.vicreg_mode={mode}", f"loss.beta_vicreg={beta}", f"loss.{term}=false")
     h1, h2 = _encoder_grad(off, digits, coef, 25.0), _encoder_grad(off, digits, coef, 50.0)
     assert torch.equal(h1, h2), f"{term} is switched off but still changes the gradient in {mode}"
 
@@ -72,3 +77,13 @@ def test_grad_norm_is_logged_and_clipping_applies(tiny_cfg, digits, clip):
     assert logs["grad_norm"] > 1e-2  # the digits tiny model's first-step norm is far above the clip
     expected = clip if clip else logs["grad_norm"]
     assert after.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_sigreg_reaches_the_encoder(tiny_cfg, digits):
+    """SIGReg's weight is beta_vicreg: doubling it changes the encoder gradient; weight 0 is I-JEPA's."""
+    g = {beta: _encoder_grad(tiny_cfg("loss.vicreg_mode=sigreg", f"loss.beta_vicreg={beta}"), digits,
+                             "beta_vicreg", beta) for beta in (0.0, 0.05, 0.1)}
+    ijepa = _encoder_grad(tiny_cfg("loss.beta_vicreg=0"), digits, "beta_vicreg", 0.0)
+    assert torch.equal(g[0.0], ijepa)
+    assert (g[0.1] - g[0.05]).abs().max() > 1e-9
+    torch.testing.assert_close(g[0.1] - g[0.0], 2 * (g[0.05] - g[0.0]), rtol=1e-3, atol=1e-7)  # linear in beta

@@ -36,6 +36,8 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "pred_blocks_ema_off": ("loss.vicreg_mode=pred_blocks", "ema.enabled=false"),
     "pred_blocks_l2": ("loss.vicreg_mode=pred_blocks", "loss.jepa=l2"),
     "two_views_hflip": ("loss.vicreg_mode=two_views", "data.hflip=0.5"),
+    "pred_tokens": ("loss.vicreg_mode=pred_tokens", "loss.beta_vicreg=0.01"),
+    "sigreg_ema_off": ("loss.vicreg_mode=sigreg", "loss.beta_vicreg=0.05", "ema.enabled=false"),
 }
 
 #: Always appended: a fixed seed, a stop after STEPS, a report every step, a fresh start, CPU, fp32.
