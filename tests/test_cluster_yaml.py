@@ -121,11 +121,7 @@ ALLOWED_TOP_LEVEL = {"cluster_name", "provider", "auth", "available_node_types",
                      "upscaling_speed"}
 COMMAND_KEYS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
                 "head_start_ray_commands", "worker_start_ray_commands")
-NORMALISE = {"local": [("~/cjepa-venv", "~/venv"),
-                       # where the hard limit is below 65536 (containers) the local file takes the hard limit;
-                       # AWS AMIs' limit is higher, so both mean "at least 65536 where possible"
-                       ("{ ulimit -n 65536 2>/dev/null || ulimit -n hard; }", "ulimit -n 65536")],
-             "aws": []}
+NORMALISE = {"local": [("~/cjepa-venv", "~/venv")], "aws": []}  # both take the hard limit where 65536 is refused
 AWS_ONLY = re.compile(r"apt-get install|mount -t nfs4|mlflow server|prometheus|MLFLOW_TRACKING_URI")
 
 
