@@ -137,7 +137,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     reporters: list[Reporter] = []
     if rank == 0:
-        reporters += [ConsoleReporter(stream=_StdoutProxy()), JsonlReporter()]
+        # the scratch run_dir is emptied at the end: print where the files are copied (fit_distributed export)
+        reporters += [ConsoleReporter(stream=_StdoutProxy(), destination=user_cfg.run.output_dir), JsonlReporter()]
         if config.get("tracking"):
             from cjepa.tracking import MLflowReporter
 

@@ -50,31 +50,90 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def clock(seconds: float) -> str:
+    """``1:02:03`` from 1 h on, else ``2:03``: what a console line has room for."""
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def eta_seconds(step: int, epoch: float, img_per_s: float, batch_size: int, epochs: int, max_steps: int = 0,
+                eval_s: float = 0.0, eval_every: int = 0) -> tuple[float, float] | None:
+    """(seconds left in this epoch, seconds left in the run) at the running throughput.
+
+    Steps per epoch come from the step line itself (``epoch = step / steps_per_epoch``); a step
+    takes ``batch_size / img_per_s`` (both global). The run's figure adds the last evaluation's
+    duration for every evaluated epoch still to come. None when the rate is not known yet."""
+    if step <= 0 or epoch <= 0 or img_per_s <= 0 or batch_size <= 0:
+        return None
+    per_epoch = max(1, round(step / epoch))
+    total = epochs * per_epoch if max_steps <= 0 else min(epochs * per_epoch, max_steps)
+    per_step = batch_size / img_per_s
+    epoch_left = ((-step) % per_epoch) * per_step
+    done_epochs = step // per_epoch
+    evals_left = sum(1 for e in range(done_epochs + 1, math.ceil(total / per_epoch) + 1)
+                     if eval_every > 0 and (e % eval_every == 0 or e == epochs))
+    return epoch_left, max(0, total - step) * per_step + eval_s * evals_left
+
+
 class ConsoleReporter(Reporter):
-    """One line every ``log_every`` steps and a summary per epoch."""
+    """One line every ``log_every`` steps (with the epoch's and the run's ETA) and a summary per epoch.
+
+    ``destination``: where the run's files end up when that is not the engine's run dir (a Ray
+    Train worker trains in a scratch dir; the driver copies the final checkpoint's files to
+    ``run.output_dir``), so the printed path is where the user will find them."""
 
     STEP_KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "lr", "img_per_s")
     EPOCH_KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "knn_target",
                   "linear_target", "knn_context", "raw_knn_acc", "target_std_mean_normalized",
                   "target_eff_rank", "img_per_s", "epoch_time_s")
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, destination: str | Path | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.destination = destination
+        self.plan: dict[str, int] = {}  # epochs, batch_size, max_steps, eval_every (from config.yaml)
+        self.eval_s = 0.0  # the last evaluation's duration, for the run's ETA
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
     def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
+        self.plan = _plan(run_dir / "config.yaml")
         where = f"resuming after epoch {start_epoch}" if start_epoch else "starting"
-        self._print(f"[cjepa] {where}; run dir {run_dir}")
+        if self.destination is None:
+            self._print(f"[cjepa] {where}; run dir {run_dir}")
+        else:
+            self._print(f"[cjepa] {where}; run dir {self.destination} (files copied there when training ends)")
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         parts = [f"{k}={_fmt(metrics[k])}" for k in self.STEP_KEYS if k in metrics]
+        eta = None
+        if self.plan:
+            eta = eta_seconds(step, float(metrics.get("epoch", 0)), float(metrics.get("img_per_s", 0)),
+                              self.plan["batch_size"], self.plan["epochs"], self.plan["max_steps"], self.eval_s,
+                              self.plan["eval_every"])
+        if eta is not None:
+            parts.append(f"eta epoch {clock(eta[0])} run {clock(eta[1])}")
         self._print(f"  ep {metrics.get('epoch', 0):.2f} step {step}  " + "  ".join(parts))
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if "eval_time_s" in metrics:
+            self.eval_s = float(metrics["eval_time_s"])
         parts = [f"{k}={_fmt(metrics[k])}" for k in self.EPOCH_KEYS if k in metrics]
         self._print(f"[epoch {epoch}] " + "  ".join(parts))
+
+
+def _plan(path: Path) -> dict[str, int]:
+    """Epochs, global batch, max_steps and eval.every from the run's config.yaml, which the trainer
+    writes next to the checkpoint before ``on_start``; empty (no ETA) where it cannot be read."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text())
+        return {"epochs": int(cfg["run"]["epochs"]), "batch_size": int(cfg["optim"]["batch_size"]),
+                "max_steps": int(cfg["run"].get("max_steps", 0)), "eval_every": int(cfg["eval"].get("every", 0))}
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return {}
 
 
 class JsonlReporter(Reporter):
