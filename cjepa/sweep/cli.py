@@ -55,6 +55,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     p.add_argument("--workers-per-trial", type=int, metavar="N",
                    help="Ray Train workers per trial (>= 1; default: the study's)")
     p.add_argument("--use-gpu", action="store_true", help="GPU workers (NCCL, bf16 autocast)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray Tune's whole console output (every trial's metrics, Ray's own lines); default: "
+                        "one table of arm, seed, epoch and the probe accuracies")
     p.add_argument("--dry-run", action="store_true",
                    help="validate (study, storage, earlier results) and list the trials; do not start Ray")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -98,7 +101,7 @@ def main(make_study: Callable[[bool], Study], description: str, argv: list[str] 
         from cjepa.sweep.runner import run_study
 
         run_study(study, storage=args.storage, resume=args.resume, tracking_uri=args.tracking_uri,
-                  extra=args.overrides, mlflow=not args.no_mlflow)
+                  extra=args.overrides, mlflow=not args.no_mlflow, verbose=args.verbose)
         return 0
     except CJepaError as exc:
         print(f"{sys.argv[0]}: error: {exc}", file=sys.stderr)

@@ -136,8 +136,36 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
         fh.write(json.dumps({"trial": name, "time": time.time()}) + "\n")
 
 
+#: Tune's live table: the probe metrics under short names (columns with no value yet are hidden).
+METRIC_COLUMNS = {"epoch": "epoch", "loss": "loss", "knn_target": "kNN tgt", "linear_target": "lin tgt",
+                  "knn_context": "kNN ctx", "linear_context": "lin ctx"}
+
+
+def progress_reporter(study: Study) -> Any:
+    """Tune's table with the arm (or Optuna's sampled values) and seed, and :data:`METRIC_COLUMNS`,
+    reprinted at most every 30 s (two trials on 2 cores change little faster)."""
+    from ray.tune import CLIReporter
+
+    params = ({"arm": "arm"} if study.search == "grid" else {k: k.rsplit(".", 1)[-1] for k in study.space})
+    return CLIReporter(metric_columns=dict(METRIC_COLUMNS), parameter_columns={**params, "seed": "seed"},
+                       max_column_length=32, max_report_frequency=30, metric=study.metric, mode=study.mode)
+
+
+def console_options(study: Study, verbose: bool) -> dict[str, Any]:
+    """``tune.RunConfig`` arguments for the console: quiet by default (the table only: no per-trial
+    metric box), Ray's own output with ``verbose``.
+
+    Ray 2.60's default output engine ignores a ``progress_reporter`` (ray-project/ray#38202); the
+    documented way back to the table reporter is ``RAY_AIR_NEW_OUTPUT=0``, read when the Tuner
+    runs, so it is set here in the driver only (a value the user exported wins)."""
+    if verbose:
+        return {}
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    return {"progress_reporter": progress_reporter(study), "verbose": 1}  # 1: the experiment's table only
+
+
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
-                storage: str, resume: bool, configs: dict[tuple[str, int], Any] | None = None):
+                storage: str, resume: bool, configs: dict[tuple[str, int], Any] | None = None, verbose: bool = False):
     """A fresh Tuner, or the restored one when ``resume`` and the study exists in storage."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -153,6 +181,7 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     # the trial reserves memory instead: about what the waiting driver process holds.
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
     path = str(Path(storage) / study.name)
+    console = console_options(study, verbose)  # a restored Tuner keeps its pickled reporter; the env var counts
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
@@ -183,7 +212,7 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
                                     num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=study.name, storage_path=storage, stop=stop,
-                                  failure_config=tune.FailureConfig(max_failures=1)),
+                                  failure_config=tune.FailureConfig(max_failures=1), **console),
     )
 
 
@@ -203,8 +232,9 @@ def prepare_study(study: Study, storage: str | None, resume: bool,
 
 
 def run_study(study: Study, storage: str | None = None, resume: bool = False, tracking_uri: str | None = None,
-              extra: list[str] | None = None, mlflow: bool = True) -> StudyResult:
-    """Validate, run (or resume), then write the results table and print the summary."""
+              extra: list[str] | None = None, mlflow: bool = True, verbose: bool = False) -> StudyResult:
+    """Validate, run (or resume), then write the results table and print the summary.
+    ``verbose``: Ray Tune's whole console output instead of the quiet table (:func:`console_options`)."""
     from cjepa.distributed.preflight import connect_ray
     from cjepa.sweep.results import finish_parent, open_parent, write_results
 
@@ -223,7 +253,7 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
     # without a new report: Tune must not reject that final (metric-less) result.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     connect_ray()
-    tuner = build_tuner(study, arms, extra, tracking, storage, resume, configs)
+    tuner = build_tuner(study, arms, extra, tracking, storage, resume, configs, verbose=verbose)
     grid = tuner.fit()
     table, summary = write_results(study, arms, grid, study_dir, tracking, extra)
     print("\n" + summary)

@@ -1,0 +1,74 @@
+"""Tune's console for a study: one quiet table of arm, seed, epoch and the probe metrics; --verbose for all.
+
+Built without Ray: constructing a ``tune.Tuner`` only pickles it into the storage folder; ``ray.init``
+is replaced by a tripwire so a test fails instead of starting Ray if anything reaches it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+
+from cjepa.sweep import Study
+from cjepa.sweep.cli import parse_args
+from cjepa.sweep.runner import METRIC_COLUMNS, build_tuner, console_options
+from cjepa.sweep.study import Space
+
+TINY = str(Path(__file__).with_name("tiny_study.yaml"))
+ARMS = {"beta_vicreg=0.0": {"loss.beta_vicreg": 0.0}, "beta_vicreg=0.01": {"loss.beta_vicreg": 0.01}}
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    def tripwire(*args, **kwargs):
+        raise AssertionError("Ray would start")
+
+    monkeypatch.setattr(ray, "init", tripwire)
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)  # restored after the test
+    assert not ray.is_initialized()
+
+
+def _tiny() -> Study:
+    return Study(name="tiny_vicreg", base=TINY, factors={"loss.beta_vicreg": [0.0, 0.01]},
+                 baseline="beta_vicreg=0.0", seeds=(0, 1))
+
+
+def test_quiet_by_default_with_readable_columns(no_ray):
+    import os
+
+    options = console_options(_tiny(), verbose=False)
+    assert options["verbose"] == 1 and os.environ["RAY_AIR_NEW_OUTPUT"] == "0"  # the table reporter is used
+    reporter = options["progress_reporter"]
+    assert reporter._metric_columns == METRIC_COLUMNS
+    assert METRIC_COLUMNS["knn_target"] == "kNN tgt" and METRIC_COLUMNS["linear_target"] == "lin tgt"
+    assert reporter._parameter_columns == {"arm": "arm", "seed": "seed"}
+    optuna = Study(name="o", search="optuna", space={"loss.beta_vicreg": Space("loguniform", 1e-5, 1e-2),
+                                                      "ema.start": Space("uniform", 0.99, 0.999)})
+    assert console_options(optuna, verbose=False)["progress_reporter"]._parameter_columns == {
+        "loss.beta_vicreg": "beta_vicreg", "ema.start": "start", "seed": "seed"}
+
+
+def test_verbose_leaves_rays_console_as_it_is(no_ray):
+    import os
+
+    assert console_options(_tiny(), verbose=True) == {} and "RAY_AIR_NEW_OUTPUT" not in os.environ
+    assert parse_args("t", ["--verbose"]).verbose and not parse_args("t", []).verbose
+
+
+def test_an_exported_output_setting_wins(no_ray, monkeypatch):
+    import os
+
+    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "1")
+    console_options(_tiny(), verbose=False)
+    assert os.environ["RAY_AIR_NEW_OUTPUT"] == "1"
+
+
+def test_the_tuner_carries_the_reporter_and_ray_stays_off(no_ray, tmp_path):
+    tuner = build_tuner(_tiny(), ARMS, [], None, str(tmp_path), resume=False)
+    run_config = tuner._local_tuner.get_run_config()
+    assert run_config.verbose == 1 and run_config.progress_reporter._metric_columns == METRIC_COLUMNS
+    assert not ray.is_initialized()
+    loud = build_tuner(_tiny(), ARMS, [], None, str(tmp_path / "loud"), resume=False, verbose=True)
+    assert loud._local_tuner.get_run_config().progress_reporter is None and not ray.is_initialized()
