@@ -119,7 +119,7 @@ def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, 
                    extra: list[str] | None = None) -> dict[str, Any]:
     """``config.<section>.<key>`` -> the trial's resolved value (tuples as lists; Parquet keeps
     bool/int/float/str), with ``run.output_dir`` where the runner really put the trial."""
-    from cjepa.sweep.runner import trial_dir_name
+    from cjepa.sweep.naming import trial_dir_name
 
     flat = trial_config(study, settings, seed, extra).flat()
     flat["run.output_dir"] = str(study_dir / "runs" / trial_dir_name(study.name, arm, seed))
@@ -129,7 +129,7 @@ def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, 
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
                tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per trial and epoch of a finished (or stopped) Tune grid; see the module docstring."""
-    from cjepa.sweep.runner import trial_arm
+    from cjepa.sweep.naming import trial_arm
 
     stops = read_stop_reasons(study_dir / "stop_reasons.jsonl")
     ids = _mlflow_ids(tracking, study)

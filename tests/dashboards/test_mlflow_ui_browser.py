@@ -62,7 +62,8 @@ def test_study_runs_and_chart_in_mlflow_ui(tiny_study: TinyStudy, tmp_path: Path
     from cjepa.tracking.ui import start_server
 
     exp = MlflowClient(tiny_study.tracking_uri).get_experiment_by_name(tiny_study.name)
-    children = [f"{arm} s{seed}" for arm in ARMS for seed in (0, 1)]  # run names: "<arm> s<seed>"
+    # run names put the level first: "0.0 s0 · beta_vicreg" (cjepa.sweep.naming.child_run_name)
+    children = [f"{arm.split('=')[1]} s{seed} · beta_vicreg" for arm in ARMS for seed in (0, 1)]
     shot = tmp_path / "mlflow_ui_study.png"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium

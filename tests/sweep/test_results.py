@@ -238,7 +238,7 @@ def test_summary_has_raw_pixel_and_random_init_rows(tmp_path):
 
 
 def test_child_run_names_start_with_what_differs():
-    from cjepa.sweep.runner import child_run_name, trial_dir_name
+    from cjepa.sweep.naming import child_run_name, trial_dir_name
 
     grid = _tiny()
     assert child_run_name(grid, "beta_vicreg=0.001", {"loss.beta_vicreg": 0.001}, 0) == "0.001 s0 · beta_vicreg"

@@ -73,7 +73,8 @@ def test_every_study_script_is_valid(script, full):
 def test_list_valued_choices_travel_as_indices():
     """Optuna's categorical values must be scalars: a list-valued choice is searched by index and
     reaches the trial's config as the list itself."""
-    from cjepa.sweep.runner import _optuna_points, trial_arm
+    from cjepa.sweep.naming import trial_arm
+    from cjepa.sweep.runner import _optuna_points
 
     space = {"data.crop_scale": Space("choice", choices=((0.3, 1.0), (0.8, 1.0))),
              "data.hflip": Space("choice", choices=(0.0, 0.5))}
