@@ -42,6 +42,10 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted or finished study (finished trials are not run again); "
                         "without it, a study whose storage already holds results is refused")
+    p.add_argument("--extend", action="store_true",
+                   help="add new levels or seeds (edit the study, or pass --seeds) to a finished study: only the "
+                        "(arm, seed) trials its results.parquet does not hold run, under the same MLflow parent; "
+                        "the summary, table and report then cover all of them")
     p.add_argument("--name", type=_nonempty, help="run the study under another name (a new folder under "
                                                   "--storage and a new MLflow experiment)")
     p.add_argument("--storage", type=_nonempty, metavar="DIR|URI",
@@ -92,16 +96,19 @@ def main(make_study: Callable[[bool], Study], description: str, argv: list[str] 
         if args.dry_run:
             from cjepa.sweep.runner import prepare_study
 
-            arms, _, _, study_dir = prepare_study(study, args.storage, args.resume, args.overrides)
+            arms, _, _, study_dir, only = prepare_study(study, args.storage, args.resume, args.overrides,
+                                                        extend=args.extend)
             print(f"study {study.name}: {len(arms)} arms x {len(study.seeds)} seeds "
                   f"({study.search}, scheduler {study.scheduler}) in {study_dir}")
             for name in arms:
                 print(f"  {name}")
+            if only is not None:
+                print(f"--extend runs {len(only)} new trials: " + (", ".join(f"{a} s{s}" for a, s in only) or "none"))
             return 0
         from cjepa.sweep.runner import run_study
 
         run_study(study, storage=args.storage, resume=args.resume, tracking_uri=args.tracking_uri,
-                  extra=args.overrides, mlflow=not args.no_mlflow, verbose=args.verbose)
+                  extra=args.overrides, mlflow=not args.no_mlflow, verbose=args.verbose, extend=args.extend)
         return 0
     except CJepaError as exc:
         print(f"{sys.argv[0]}: error: {exc}", file=sys.stderr)

@@ -50,8 +50,15 @@ def _indexed(dim: Space) -> bool:
     return dim.kind == "choice" and any(isinstance(c, (list, tuple)) for c in dim.choices)
 
 
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Tune config with an extension's ``trial`` pair (``{"arm": ..., "seed": ...}``, see
+    cjepa.sweep.runner.build_tuner) lifted to the top, so every reader sees ``arm`` and ``seed``."""
+    return {**config, **config["trial"]} if isinstance(config.get("trial"), dict) else config
+
+
 def trial_arm(config: dict[str, Any], study: Study, arms: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """(arm name, settings) of a trial's Tune config."""
+    config = flat_config(config)
     if study.search == "grid":
         return config["arm"], arms[config["arm"]]
     settings = {k: (dim.choices[config[k]] if _indexed(dim) else config[k]) for k, dim in study.space.items()}

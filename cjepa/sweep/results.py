@@ -129,14 +129,14 @@ def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, 
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
                tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per trial and epoch of a finished (or stopped) Tune grid; see the module docstring."""
-    from cjepa.sweep.naming import trial_arm
+    from cjepa.sweep.naming import flat_config, trial_arm
 
     stops = read_stop_reasons(study_dir / "stop_reasons.jsonl")
     ids = _mlflow_ids(tracking, study)
     epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
     rows: list[dict[str, Any]] = []
     for result in grid:
-        config = result.config or {}
+        config = flat_config(result.config or {})
         if "seed" not in config:
             continue
         arm, settings = trial_arm(config, study, arms)
@@ -146,8 +146,9 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
         by_epoch = {int(r["epoch"]): r for r in records if r.get("epoch") is not None}  # restores repeat none
         last = max(by_epoch) if by_epoch else 0
         trial_id = (result.metrics or {}).get("trial_id", "")
-        if result.error is not None:
-            status, reason = "ERROR", redact(str(result.error).strip().splitlines()[0])[:300]
+        if result.error is not None:  # a RayTaskError's own first line is "ray::ImplicitFunc.train() (pid=...)":
+            error = getattr(result.error, "cause", None) or result.error  # the trial's exception says what failed
+            status, reason = "ERROR", redact(str(error).strip().splitlines()[0])[:300]
         elif last < epochs:
             status = "STOPPED"
             reason = stops.get(trial_id, "asha: below the rung cutoff" if study.scheduler == "asha" else "stopped")
@@ -239,6 +240,11 @@ def check_not_overwriting(study_dir: str | Path, resume: bool, name: str) -> Non
     if found:
         raise StudyError(f"study {name!r} already has results in {study_dir} ({', '.join(found)}); pass --resume "
                          "to continue it, or --name NEW to start a new study beside it (nothing was changed)")
+
+
+def done_trials(study_dir: Path) -> set[tuple[str, int]]:
+    """(arm, seed) of every trial results.parquet already holds with metrics: what ``--extend`` skips."""
+    return {(r["arm"], int(r["seed"])) for r in read_rows(Path(study_dir) / "results.parquet") if has_metrics(r)}
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

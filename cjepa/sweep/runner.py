@@ -12,6 +12,7 @@ the Parquet results table and the seed-paired summary.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cjepa.sweep.naming import _indexed, _slug, child_run_name, trial_arm, trial_dir_name
+from cjepa.sweep.naming import _indexed, _slug, child_run_name, flat_config, trial_arm, trial_dir_name
 from cjepa.sweep.study import Study, plan_study, trial_config
 
 TRIAL_DRIVER_MEMORY = 256 * 2**20  # bytes: a Tune trial function process with torch imported
@@ -67,7 +68,7 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     from cjepa.distributed import fit_distributed
 
     arm, settings = trial_arm(config, study, arms)
-    seed = int(config["seed"])
+    seed = int(flat_config(config)["seed"])
     cfg = copy.deepcopy(configs[(arm, seed)]) if (arm, seed) in configs else trial_config(study, settings, seed, extra)
     name = trial_dir_name(study.name, arm, seed)
     with (Path(storage) / study.name / "trial_starts.jsonl").open("a") as fh:  # audit: what ran when
@@ -116,8 +117,13 @@ def console_options(study: Study, verbose: bool) -> dict[str, Any]:
 
 
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
-                storage: str, resume: bool, configs: dict[tuple[str, int], Any] | None = None, verbose: bool = False):
-    """A fresh Tuner, or the restored one when ``resume`` and the study exists in storage."""
+                storage: str, resume: bool, configs: dict[tuple[str, int], Any] | None = None, verbose: bool = False,
+                only: list[tuple[str, int]] | None = None):
+    """A fresh Tuner, or the restored one when ``resume`` and the study exists in storage.
+
+    ``only``: an extension (``--extend``): just these (arm, seed) trials, as a Tune experiment of its
+    own beside the study's (Tune cannot add trials to a finished experiment, and restoring one
+    cannot change its search space)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -131,7 +137,8 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     # (measured: docs/benchmarks.md, "Sweep utilisation"). Tune refuses an all-zero request, so
     # the trial reserves memory instead: about what the waiting driver process holds.
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
-    path = str(Path(storage) / study.name)
+    name = study.name if only is None else extension_name(study.name, only)
+    path = str(Path(storage) / name)
     console = console_options(study, verbose)  # a restored Tuner keeps its pickled reporter; the env var counts
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
@@ -139,8 +146,10 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=study.grace_period)
                  if study.scheduler == "asha" else None)
     search_alg, num_samples = None, 1
-    if study.search == "grid":
-        space: dict[str, Any] = {"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(study.seeds))}
+    if only is not None:
+        space: dict[str, Any] = {"trial": tune.grid_search([{"arm": a, "seed": s} for a, s in only])}
+    elif study.search == "grid":
+        space = {"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(study.seeds))}
     else:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -153,7 +162,7 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
             if study.collapse_std > 0 else None)
 
     def trial_name(trial) -> str:
-        cfg = trial.config
+        cfg = flat_config(trial.config)
         arm = cfg["arm"] if study.search == "grid" else trial.trial_id
         return _slug(f"{arm}-s{cfg['seed']}")
 
@@ -162,35 +171,54 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
         tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, scheduler=scheduler, search_alg=search_alg,
                                     num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-        run_config=tune.RunConfig(name=study.name, storage_path=storage, stop=stop,
+        run_config=tune.RunConfig(name=name, storage_path=storage, stop=stop,
                                   failure_config=tune.FailureConfig(max_failures=1), **console),
     )
 
 
-def prepare_study(study: Study, storage: str | None, resume: bool,
-                  extra: list[str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], Any], str, Path]:
+def extension_name(study_name: str, pairs: list[tuple[str, int]]) -> str:
+    """The Tune experiment of one extension, named after what it adds (the same additions resume it)."""
+    digest = hashlib.sha1(json.dumps(sorted(pairs), default=str).encode()).hexdigest()[:8]
+    return f"{study_name}-extend-{digest}"
+
+
+def prepare_study(study: Study, storage: str | None, resume: bool, extra: list[str], extend: bool = False
+                  ) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], Any], str, Path, list | None]:
     """Everything checked before Ray starts: the study, a writable storage, no earlier results
-    overwritten without ``--resume``. Returns (arms, the grid trials' Configs, storage, study dir).
-    The dry run calls it too."""
+    overwritten without ``--resume``. Returns (arms, the grid trials' Configs, storage, study dir,
+    the (arm, seed) trials an ``--extend`` adds, or None). The dry run calls it too."""
     from cjepa.distributed.preflight import resolve_storage
-    from cjepa.sweep.results import check_not_overwriting
+    from cjepa.errors import StudyError
+    from cjepa.sweep.results import check_not_overwriting, done_trials, existing_outputs
 
     arms, configs = plan_study(study, extra)
     storage = resolve_storage(storage)
     study_dir = Path(storage) / study.name
-    check_not_overwriting(study_dir, resume, study.name)
-    return arms, configs, storage, study_dir
+    if not extend:
+        check_not_overwriting(study_dir, resume, study.name)
+        return arms, configs, storage, study_dir, None
+    if study.search != "grid":
+        raise StudyError(f"study {study.name!r}: --extend adds levels or seeds to a grid study; "
+                         "an Optuna study grows with --resume and a larger num_samples")
+    if "results.parquet" not in existing_outputs(study_dir):
+        raise StudyError(f"study {study.name!r}: nothing to extend in {study_dir} (no results.parquet); "
+                         "run it first without --extend")
+    done = done_trials(study_dir)
+    return arms, configs, storage, study_dir, [(a, s) for a in arms for s in study.seeds if (a, s) not in done]
 
 
 def run_study(study: Study, storage: str | None = None, resume: bool = False, tracking_uri: str | None = None,
-              extra: list[str] | None = None, mlflow: bool = True, verbose: bool = False) -> StudyResult:
-    """Validate, run (or resume), then write the results table and print the summary.
+              extra: list[str] | None = None, mlflow: bool = True, verbose: bool = False,
+              extend: bool = False) -> StudyResult:
+    """Validate, run (or resume, or extend), then write the results table and print the summary.
     ``verbose``: Ray Tune's whole console output instead of the quiet table (:func:`console_options`)."""
     from cjepa.distributed.preflight import connect_ray
     from cjepa.sweep.results import finish_parent, open_parent, write_results
 
     extra = list(extra or [])
-    arms, configs, storage, study_dir = prepare_study(study, storage, resume, extra)  # before Ray starts
+    arms, configs, storage, study_dir, only = prepare_study(study, storage, resume, extra, extend)  # before Ray
+    if only == []:
+        print(f"study {study.name}: every trial of the grid is in {study_dir / 'results.parquet'}; nothing to run")
     tracking = None
     parent = None
     if mlflow:
@@ -198,14 +226,15 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
 
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking_uri(uri)
-        parent = open_parent(study, uri, study_dir, resume)
+        parent = open_parent(study, uri, study_dir, resume or extend)  # an extension keeps the study's parent
         tracking = {"tracking_uri": uri, "experiment": study.name, "parent_run_id": parent}
-    # A trial whose trainer had already finished when the driver died ends, after a restore,
-    # without a new report: Tune must not reject that final (metric-less) result.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    connect_ray()
-    tuner = build_tuner(study, arms, extra, tracking, storage, resume, configs, verbose=verbose)
-    grid = tuner.fit()
+    grid: Any = []
+    if only != []:
+        # A trial whose trainer had already finished when the driver died ends, after a restore,
+        # without a new report: Tune must not reject that final (metric-less) result.
+        os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+        connect_ray()
+        grid = build_tuner(study, arms, extra, tracking, storage, resume, configs, verbose=verbose, only=only).fit()
     table, summary = write_results(study, arms, grid, study_dir, tracking, extra)
     print("\n" + summary)
     if tracking and parent:

@@ -1,0 +1,82 @@
+"""Extending a finished study (issue 16): only the new (arm, seed) trials run, under the same MLflow parent.
+
+The planning is checked without Ray on a hand-made results table; the real extension runs a tiny
+study on a local Ray (module-scoped, one Ray at a time, as tests/sweep/test_sweep_ray.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cjepa.errors import StudyError
+from cjepa.sweep import Space, Study
+from cjepa.sweep.runner import extension_name, prepare_study
+
+DRIVER = Path(__file__).with_name("study_driver.py")
+TINY = str(Path(__file__).with_name("tiny_study.yaml"))
+
+
+def _study(seeds: tuple[int, ...] = (0, 1), levels: tuple[float, ...] = (0.0, 0.01)) -> Study:
+    return Study(name="tiny_vicreg", base=TINY, factors={"loss.beta_vicreg": list(levels)}, seeds=seeds)
+
+
+def _table(path: Path, trials: list[tuple[str, int]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    rows = [{"study": "tiny_vicreg", "arm": a, "seed": s, "epoch": 1, "status": "COMPLETED", "knn_target": 0.5}
+            for a, s in trials]
+    pq.write_table(pa.Table.from_pylist(rows), path / "results.parquet")
+
+
+def test_extend_plans_only_the_missing_trials(tmp_path: Path) -> None:
+    _table(tmp_path / "tiny_vicreg", [("beta_vicreg=0.0", 0), ("beta_vicreg=0.01", 0)])
+    only = prepare_study(_study(levels=(0.0, 0.01, 0.1)), str(tmp_path), False, [], extend=True)[4]
+    assert only == [("beta_vicreg=0.0", 1), ("beta_vicreg=0.01", 1), ("beta_vicreg=0.1", 0), ("beta_vicreg=0.1", 1)]
+    assert extension_name("tiny_vicreg", only) == extension_name("tiny_vicreg", list(reversed(only)))
+    assert prepare_study(_study(seeds=(0,)), str(tmp_path), False, [], extend=True)[4] == []
+    with pytest.raises(StudyError, match="already has results"):  # without --extend: still refused
+        prepare_study(_study(), str(tmp_path), False, [])
+
+
+def test_extend_refuses_what_it_cannot_extend(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="nothing to extend"):
+        prepare_study(_study(), str(tmp_path), False, [], extend=True)
+    optuna = Study(name="tiny_opt", base=TINY, search="optuna", seeds=(0,),
+                   space={"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)})
+    with pytest.raises(StudyError, match="grid study"):
+        prepare_study(optuna, str(tmp_path), False, [], extend=True)
+
+
+@pytest.mark.slow
+def test_extending_a_finished_study_runs_only_new_trials(tmp_path: Path) -> None:
+    import ray
+
+    ray.shutdown()  # one local Ray at a time: the drivers below start their own
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = [sys.executable, str(DRIVER), "--storage", str(tmp_path), "--tracking-uri", uri]
+    subprocess.run(base, check=True, timeout=600, capture_output=True)
+    first = pq.read_table(tmp_path / "tiny_vicreg" / "results.parquet").to_pylist()
+    out = subprocess.run([*base, "--extend", "--seeds", "0", "1"], check=True, timeout=600, capture_output=True,
+                         text=True)
+    starts = [json.loads(line) for line in (tmp_path / "tiny_vicreg" / "trial_starts.jsonl").read_text().splitlines()]
+    assert len(starts) == 4 and sorted(s["trial"] for s in starts[2:]) == [
+        "tiny_vicreg-beta_vicreg=0.0-s1", "tiny_vicreg-beta_vicreg=0.01-s1"]  # the first two did not run again
+    rows = pq.read_table(tmp_path / "tiny_vicreg" / "results.parquet").to_pylist()
+    assert {(r["arm"], r["seed"]) for r in rows} == {(a, s) for a in ("beta_vicreg=0.0", "beta_vicreg=0.01")
+                                                     for s in (0, 1)}
+    assert [r for r in rows if r["seed"] == 0] == first  # the earlier rows are kept as they were
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tiny_vicreg")
+    parents = client.search_runs([exp.experiment_id], "tags.`cjepa.role` = 'study'")
+    children = client.search_runs([exp.experiment_id], "tags.arm != ''")
+    assert len(parents) == 1 and len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert "n=2" in out.stdout or " 2 " in out.stdout.split("Study tiny_vicreg")[-1]  # the summary covers both seeds
+    ray.shutdown()
