@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CONVERT = ["data", "convert", "{d}/imgs", "{d}/o"]
 PARQUET = ["train", "--no-mlflow", "data.dataset=parquet", "run.output_dir={d}/r"]
+WORKERS = ["train", "--workers", "1", "--no-mlflow", "run.output_dir={d}/w"]  # Ray Train flags, checked before Ray
 CJEPA = [  # (id, argv of `cjepa`, words the one line must contain)
     ("yaml-section-not-mapping", ["config", "-c", "{d}/section.yaml"], ["section 'loss'", "mapping of keys"]),
     ("yaml-top-level-list", ["config", "-c", "{d}/list.yaml"], ["expected a mapping of sections, got list"]),
@@ -79,6 +80,11 @@ CJEPA = [  # (id, argv of `cjepa`, words the one line must contain)
     ("shards-no-root", PARQUET, ["data.dataset=parquet needs data.root", "cjepa data convert"]),
     ("shards-no-manifest", [*PARQUET, "data.root={d}/empty"], ["cannot read manifest.json", "cjepa data convert"]),
     ("shards-checksum", [*PARQUET, "data.root={d}/tampered"], ["shard-00000.parquet is corrupt", "sha256"]),
+    ("train-workers-zero", [*WORKERS[:2], "0", *WORKERS[3:]], ["--workers must be >= 1, got 0"]),
+    ("train-max-failures", [*WORKERS, "--max-failures", "-2"], ["--max-failures must be >= 0 (or -1", "got -2"]),
+    ("train-gpus-negative", [*WORKERS, "--gpus-per-worker", "-1"], ["--gpus-per-worker must be a finite number > 0",
+                                                                    "got -1"]),
+    ("train-gpus-nan", [*WORKERS, "--gpus-per-worker", "nan"], ["--gpus-per-worker", "got nan"]),
 ]
 
 SWEEP = [  # (id, flags after `sweeps/vicreg_coeff.py --dry-run --storage {d}/results`, words)

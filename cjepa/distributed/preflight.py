@@ -9,6 +9,7 @@ an uneven batch split fails in every worker after start-up. Each of these become
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -132,3 +133,42 @@ def check_placement(num_workers: int, per_worker: dict[str, float], strategy: st
 
 def _fmt(res: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(res.items())) + "}"
+
+
+#: Where a trial's deterministic failure is remembered (in its driver-side ``run.output_dir``).
+FAILURE_MEMO = "failed.json"
+
+
+def remember_failure(output_dir: str | Path, exc: BaseException) -> None:
+    """Record ``exc`` when it is deterministic (a :class:`~cjepa.errors.TrainingError` such as a
+    non-finite loss, found in its cause chain), so that a retry can refuse at once.
+
+    Why: Tune's ``FailureConfig(max_failures)`` retries every trial error. A non-finite loss
+    recurs at the same step after a restore (training is exactly reproducible), so the retry only
+    re-trains up to that step, and before the first checkpoint it even opens a second MLflow run.
+    """
+    from cjepa.errors import TrainingError
+
+    stack, seen = [exc], set()
+    while stack:  # Ray nests the worker's exception: causes, contexts, worker_failures
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, TrainingError):
+            path = Path(output_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / FAILURE_MEMO).write_text(json.dumps({"error": str(e).splitlines()[0]}) + "\n")
+            return
+        stack += [getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "controller_failure", None),
+                  *getattr(e, "worker_failures", {}).values()]
+
+
+def refuse_repeat_failure(output_dir: str | Path) -> None:
+    """Raise the remembered deterministic failure of this run dir again, without training."""
+    from cjepa.errors import TrainingError
+
+    memo = Path(output_dir) / FAILURE_MEMO
+    if memo.is_file():
+        error = json.loads(memo.read_text())["error"]
+        raise TrainingError(f"{error} (not retried: it recurs at the same step; delete {memo} to try again)")
