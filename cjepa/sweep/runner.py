@@ -66,6 +66,7 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from cjepa.distributed import fit_distributed
+    from cjepa.distributed.preflight import refuse_repeat_failure, remember_failure
 
     arm, settings = trial_arm(config, study, arms)
     seed = int(flat_config(config)["seed"])
@@ -81,9 +82,15 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
         run_name = child_run_name(study, arm, settings, seed, tags["trial_id"])
         track = {**tracking, "run_name": run_name, "tags": tags}
     resources = {"CPU": study.cpus_per_worker} if not study.use_gpu else None
-    fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
-                    storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
-                    callbacks=[TuneReportCallback()])
+    # A deterministic failure (a non-finite loss recurs at the same step) is not re-trained by Tune's retry.
+    refuse_repeat_failure(cfg.run.output_dir)
+    try:
+        fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
+                        storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
+                        callbacks=[TuneReportCallback()])
+    except Exception as exc:
+        remember_failure(cfg.run.output_dir, exc)
+        raise
     with (Path(storage) / study.name / "trial_ends.jsonl").open("a") as fh:  # bench/sweep_utilisation.py
         fh.write(json.dumps({"trial": name, "time": time.time()}) + "\n")
 
