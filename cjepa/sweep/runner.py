@@ -107,7 +107,7 @@ def progress_reporter(study: Study) -> Any:
 
     params = ({"arm": "arm"} if study.search == "grid" else {k: k.rsplit(".", 1)[-1] for k in study.space})
     return CLIReporter(metric_columns=dict(METRIC_COLUMNS), parameter_columns={**params, "seed": "seed"},
-                       max_column_length=32, max_report_frequency=30, metric=study.metric, mode=study.mode)
+                       max_column_length=32, max_report_frequency=30)  # metric/mode: Tune's, from TuneConfig
 
 
 def console_options(study: Study, verbose: bool) -> dict[str, Any]:
