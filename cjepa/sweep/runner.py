@@ -100,17 +100,22 @@ METRIC_COLUMNS = {"epoch": "epoch", "loss": "loss", "knn_target": "kNN tgt", "li
                   "knn_context": "kNN ctx", "linear_context": "lin ctx"}
 
 
-def progress_reporter(study: Study) -> Any:
+def progress_reporter(study: Study, extension: bool = False) -> Any:
     """Tune's table with the arm (or Optuna's sampled values) and seed, and :data:`METRIC_COLUMNS`,
     reprinted at most every 30 s (two trials on 2 cores change little faster)."""
     from ray.tune import CLIReporter
 
-    params = ({"arm": "arm"} if study.search == "grid" else {k: k.rsplit(".", 1)[-1] for k in study.space})
-    return CLIReporter(metric_columns=dict(METRIC_COLUMNS), parameter_columns={**params, "seed": "seed"},
+    if extension:  # an --extend experiment's trials are {"trial": {"arm", "seed"}} (build_tuner)
+        params = {"trial/arm": "arm", "trial/seed": "seed"}
+    elif study.search == "grid":
+        params = {"arm": "arm", "seed": "seed"}
+    else:
+        params = {**{k: k.rsplit(".", 1)[-1] for k in study.space}, "seed": "seed"}
+    return CLIReporter(metric_columns=dict(METRIC_COLUMNS), parameter_columns=params,
                        max_column_length=32, max_report_frequency=30)  # metric/mode: Tune's, from TuneConfig
 
 
-def console_options(study: Study, verbose: bool) -> dict[str, Any]:
+def console_options(study: Study, verbose: bool, extension: bool = False) -> dict[str, Any]:
     """``tune.RunConfig`` arguments for the console: quiet by default (the table only: no per-trial
     metric box), Ray's own output with ``verbose``.
 
@@ -120,7 +125,7 @@ def console_options(study: Study, verbose: bool) -> dict[str, Any]:
     if verbose:
         return {}
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    return {"progress_reporter": progress_reporter(study), "verbose": 1}  # 1: the experiment's table only
+    return {"progress_reporter": progress_reporter(study, extension), "verbose": 1}  # 1: the experiment's table only
 
 
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
@@ -146,7 +151,8 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
     name = study.name if only is None else extension_name(study.name, only)
     path = str(Path(storage) / name)
-    console = console_options(study, verbose)  # a restored Tuner keeps its pickled reporter; the env var counts
+    # a restored Tuner keeps its pickled reporter; the env var counts
+    console = console_options(study, verbose, extension=only is not None)
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
