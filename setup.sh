@@ -57,6 +57,17 @@ if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null
   fi
 fi
 
+# sshd, rsync and nc (Debian packages): `ray up` against Ray's local provider over SSH to 127.0.0.1
+# (tests/cluster/test_ray_up_local.py, which runs in CI and starts its own private sshd).
+if ! { [ -x /usr/sbin/sshd ] && command -v rsync >/dev/null 2>&1 && command -v nc >/dev/null 2>&1; }; then
+  if can_apt; then
+    echo "[setup] installing openssh-server, rsync and netcat-openbsd (Debian packages, for the ray up test)"
+    apt_install openssh-server rsync netcat-openbsd
+  else
+    echo "[setup] sshd/rsync/nc missing and apt-get unavailable: the ray up test will skip" >&2
+  fi
+fi
+
 # ---------------------------------------------------------------------------------------- .venv
 # A venv whose python runs and has pip; a half-made one (venv failed at ensurepip) is made again.
 if ! "$VENV/bin/python" -I -c "import pip" 2>/dev/null; then

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("CJEPA_RUN_RAY_UP") != "1":
+if os.environ.get("CJEPA_RUN_RAY_UP") != "1" and not os.environ.get("CI"):
     pytest.skip("starts a real Ray cluster with `ray up`, whose `ray stop` stops every Ray on this machine: "
-                "run with CJEPA_RUN_RAY_UP=1 when no other Ray runs here", allow_module_level=True)
+                "run with CJEPA_RUN_RAY_UP=1 (CI runs it) when no other Ray runs here", allow_module_level=True)
 
 import pyarrow.parquet as pq  # noqa: E402  (after the opt-in skip: nothing heavy is imported without it)
 from mlflow.tracking import MlflowClient  # noqa: E402
