@@ -6,9 +6,8 @@ ends ERROR with "non-finite loss at step 2" in Tune's error, its MLflow child ru
 failure remembered in the trial's run dir (``failed.json``, cjepa.distributed.preflight) and
 raises it again at once instead of re-training to the same NaN and opening a second MLflow run.
 
-Not run by default: it starts Ray, which must not run beside the background study on this
-machine. Run it alone, with no other Ray on the machine:
-``timeout 900 python -m pytest -q tests/sweep/test_faults_ray.py`` (in the default suite).
+In the default suite (it starts a local Ray, so like every Ray test it needs no other Ray on the
+machine): ``timeout 900 python -m pytest -q tests/sweep/test_faults_ray.py``.
 """
 
 from __future__ import annotations
