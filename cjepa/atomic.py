@@ -2,44 +2,19 @@
 
 A crash mid-write leaves the previous file intact. Shared by checkpoints and result caches.
 
-``CJEPA_TEST_FAULT`` (tests only, never set it in real use) injects a storage fault into the
-write of a file, because as root no ``chmod`` makes a directory unwritable and a real full disk
-cannot be arranged in a test: ``checkpoint_enospc`` makes every write of a file whose name starts
-with ``checkpoint`` fail with ``OSError(ENOSPC)`` after its first bytes, as a full disk would.
+A test can make a checkpoint write fail (a full disk) or die half-way (``cjepa/faults.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-FAULT_ENV = "CJEPA_TEST_FAULT"
 TMP_SUFFIX = ".tmp"
-
-
-class _FullDisk:
-    """A file wrapper that fails like a full disk once ``budget`` bytes were written (test fault)."""
-
-    def __init__(self, fh: IO[Any], path: Path, budget: int = 4096) -> None:
-        self._fh, self._path, self._left = fh, path, budget
-
-    def write(self, data: Any) -> int:
-        if len(data) > self._left:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._path))
-        self._left -= len(data)
-        return self._fh.write(data)
-
-    def __getattr__(self, name: str) -> Any:  # flush, fileno, tell, ...: the real file's
-        return getattr(self._fh, name)
-
-
-def _fault_for(path: Path) -> bool:
-    return os.environ.get(FAULT_ENV) == "checkpoint_enospc" and path.name.startswith("checkpoint")
 
 
 def tmp_pattern(name: str) -> str:
@@ -65,12 +40,14 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
     order, new file complete and fsynced, old -> previous, new -> ``path``, means that at every
     instant at least one complete file exists, ``path`` or ``keep_previous``.
     """
+    from cjepa import faults  # here: cjepa.faults imports the engine, which imports this module
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
-            write(_FullDisk(fh, path) if _fault_for(path) else fh)
+            write(faults.wrap_write(fh, path))
             fh.flush()
             os.fsync(fh.fileno())
         if keep_previous is not None and path.exists():

@@ -208,6 +208,10 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     """
     reporters = reporters or []
     run = _build(cfg)
+    if run.is_main:
+        from cjepa.faults import fault_reporters  # tests only: empty unless CJEPA_TEST_FAULT asks for a kill
+
+        reporters = [*reporters, *fault_reporters()]
     evaluator = Evaluator(cfg, run.device, run.autocast) if run.is_main and cfg.eval.every > 0 else None
     if run.is_main:
         _write_run_files(run)

@@ -17,7 +17,7 @@ from cjepa.tracking.store import (
     resolve_tracking_uri,
 )
 
-_LAZY = {"MLflowReporter": "cjepa.tracking.reporter", "run_tags": "cjepa.tracking.reporter",
+_LAZY = {"MLflowReporter": "cjepa.tracking.reporter", "run_tags": "cjepa.tracking.run_lookup",
          "plot_curves": "cjepa.tracking.plots", "start_server": "cjepa.tracking.ui",
          "ServerHandle": "cjepa.tracking.ui"}
 

@@ -8,7 +8,8 @@ global "active run" is per process, a set ``MLFLOW_RUN_ID`` env var silently ove
 One run, exactly one value per epoch, whatever happens in between:
 
 * the MLflow run id is stored in the checkpoint's ``extra`` dict, so a restarted process (a
-  ``cjepa train`` rerun, a Ray worker restarted by FailureConfig) continues the *same* run;
+  ``cjepa train`` rerun, a Ray worker restarted by FailureConfig) continues the *same* run; one
+  killed before its first checkpoint finds its RUNNING run by the run directory's tag;
 * epochs are logged with ``step = epoch`` in ``on_epoch``, which the engine calls *before* it
   writes that epoch's checkpoint, and epochs MLflow already has are skipped on resume.
   See :meth:`MLflowReporter.on_epoch` for why that order makes the log exactly-once;
@@ -30,7 +31,8 @@ from cjepa.config import Config
 from cjepa.engine.reporting import Reporter, read_metrics
 from cjepa.errors import TrackingError
 from cjepa.tracking.plots import plot_curves
-from cjepa.tracking.store import get_or_create_experiment, git_commit, is_remote, redact, server_answers
+from cjepa.tracking.run_lookup import RUN_KEY_TAG, find_interrupted, run_tags
+from cjepa.tracking.store import get_or_create_experiment, is_remote, redact, server_answers
 
 RUN_ID_KEY = "mlflow_run_id"  # key in the checkpoint's ``extra`` dict
 MARKER_METRIC = "loss"  # logged every epoch, last in its batch: its history says which epochs are in
@@ -39,15 +41,6 @@ MAX_PARAMS_PER_BATCH = 100  # params + tags per log_batch
 MAX_PARAM_CHARS = 6000
 CURVES_NAME = "curves.png"
 FAILURE_TAG = "cjepa.failure"  # why the run ended FAILED/KILLED (first line of the error)
-
-
-def run_tags(cfg: Config, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The tags every cjepa run carries, for filtering in the UI and grouping in dashboards."""
-    on = cfg.loss.vicreg_on
-    return {"method": "cjepa" if on else "ijepa", "vicreg_mode": cfg.loss.vicreg_mode if on else "none",
-            "seed": str(cfg.run.seed), "dataset": cfg.data.dataset, "config_digest": cfg.digest(),
-            "git_commit": git_commit(), "run_dir": str(Path(cfg.run.output_dir).resolve()),
-            **(extra or {})}
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
@@ -102,7 +95,7 @@ class MLflowReporter(Reporter):
         """Continue the checkpoint's run (status back to RUNNING) or create one; log params/tags/artifacts."""
         self.run_dir = Path(run_dir)
         previous = extra.get(RUN_ID_KEY)
-        run = self._find_run(previous) if previous else None
+        run = self._find_run(previous) if previous else self._find_interrupted()
         if run is None:
             run = self._create_run(previous)
         else:
@@ -149,9 +142,18 @@ class MLflowReporter(Reporter):
                   "starting a new run (earlier epochs are copied from metrics.jsonl)", file=sys.stderr)
             return None
 
+    def _run_key(self) -> str:
+        return str(Path(self.cfg.run.output_dir).resolve())
+
+    def _find_interrupted(self) -> Any:
+        """The RUNNING run this directory opened before it was killed (``run_lookup``), or None."""
+        if not self.cfg.run.resume:
+            return None
+        return self._call("search_runs", find_interrupted, self.client, self.experiment, self._run_key())
+
     def _create_run(self, previous: str | None) -> Any:
         exp_id = self._call("get_or_create_experiment", get_or_create_experiment, self.client, self.experiment)
-        tags = {"mlflow.runName": self.run_name}
+        tags = {"mlflow.runName": self.run_name, RUN_KEY_TAG: self._run_key()}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
         if previous:

@@ -100,7 +100,7 @@ def test_full_disk_stops_with_one_line_and_keeps_the_earlier_checkpoint(straight
     assert _train(run, f"run.max_steps={SPE}") == 0  # epoch 1 checkpointed
     before = (run / "checkpoint.pt").read_bytes()
     capsys.readouterr()
-    monkeypatch.setenv("CJEPA_TEST_FAULT", "checkpoint_enospc")  # cjepa/atomic.py: ENOSPC after 4 kB
+    monkeypatch.setenv("CJEPA_TEST_FAULT", "checkpoint_enospc")  # cjepa/faults.py: ENOSPC after 4 kB
     assert _train(run) == 2  # epoch 2 trains, its checkpoint write fails
     line = _one_line(capsys.readouterr().err)
     assert f"checkpoint {run / 'checkpoint.pt'}: cannot be written (No space left on device, ENOSPC)" in line

@@ -1,0 +1,121 @@
+"""Test-only fault injection: faults a test cannot cause from outside a real run (issue 13).
+
+Never set ``CJEPA_TEST_FAULT`` in real use. It holds comma-separated faults:
+
+* ``checkpoint_enospc``: every write of a file whose name starts with ``checkpoint`` fails with
+  ``OSError(ENOSPC)`` after its first bytes, as a full disk would (as root no ``chmod`` makes a
+  directory unwritable, and a real full disk cannot be arranged in a test);
+* ``sigkill_step=N``: the main process of a run (rank 0) SIGKILLs itself after step N;
+* ``sigkill_checkpoint=E``: ... while writing the checkpoint of epoch E, after its first bytes,
+  so the temp file is left half-written, as when a node dies mid-save.
+
+The two kills fire **once per run**: before killing, a marker named after the fault and the run
+directory is created in ``CJEPA_TEST_FAULT_DIR`` (required for them), so the restarted run goes
+on. Ray Train's worker-local run dir is a function of the trial's experiment name, hence stable
+across restarts and distinct between trials: every trial of a study is killed once per fault.
+
+Why not a library: fault injectors (e.g. chaos tools) kill processes from outside, at a time;
+these faults must hit a precise point inside the step loop and inside one file write.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+from pathlib import Path
+from typing import IO, Any
+
+from cjepa.engine.reporting import Reporter
+
+FAULT_ENV = "CJEPA_TEST_FAULT"
+FAULT_DIR_ENV = "CJEPA_TEST_FAULT_DIR"
+CHECKPOINT_PREFIX = "checkpoint"
+_armed: dict[str, Path] = {}  # "checkpoint" -> marker, while the checkpoint to kill in is written
+
+
+def active() -> dict[str, int]:
+    """The faults in ``CJEPA_TEST_FAULT``: name -> its number (0 where it takes none)."""
+    faults: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in os.environ.get(FAULT_ENV, "").split(","))):
+        name, _, value = item.partition("=")
+        faults[name] = int(value) if value else 0
+    return faults
+
+
+def _marker(fault: str, run_dir: Path) -> Path:
+    folder = os.environ.get(FAULT_DIR_ENV)
+    if not folder:
+        raise RuntimeError(f"{FAULT_ENV}={fault} needs {FAULT_DIR_ENV} (where 'already killed' markers go)")
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
+    return Path(folder) / f"{fault}-{digest}"
+
+
+def _kill(marker: Path) -> None:
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FaultReporter(Reporter):
+    """Rank 0's hook for the kills: ``sigkill_step`` at its step, and arming ``sigkill_checkpoint``
+    in ``on_epoch`` (which comes just before that epoch's checkpoint is written)."""
+
+    def __init__(self, faults: dict[str, int]) -> None:
+        self.faults = faults
+        self.run_dir = Path(".")
+
+    def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.faults.get("sigkill_step", -1):
+            marker = _marker("sigkill_step", self.run_dir)
+            if not marker.exists():
+                _kill(marker)
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.faults.get("sigkill_checkpoint", -1):
+            marker = _marker("sigkill_checkpoint", self.run_dir)
+            if not marker.exists():
+                _armed[CHECKPOINT_PREFIX] = marker
+
+
+def fault_reporters() -> list[Reporter]:
+    """What the trainer adds to rank 0's reporters: nothing unless a kill is asked for."""
+    faults = active()
+    return [FaultReporter(faults)] if {"sigkill_step", "sigkill_checkpoint"} & faults.keys() else []
+
+
+class _FaultyFile:
+    """A file wrapper that, once ``budget`` bytes were written, fails like a full disk or kills
+    the process (the bytes so far stay in the temp file, as after a real crash)."""
+
+    def __init__(self, fh: IO[Any], path: Path, kill_marker: Path | None, budget: int = 4096) -> None:
+        self._fh, self._path, self._kill, self._left = fh, path, kill_marker, budget
+
+    def write(self, data: Any) -> int:
+        if len(data) > self._left:
+            if self._kill is not None:
+                self._fh.write(data[: self._left])
+                self._fh.flush()
+                _kill(self._kill)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._path))
+        self._left -= len(data)
+        return self._fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, tell, ...: the real file's
+        return getattr(self._fh, name)
+
+
+def wrap_write(fh: IO[Any], path: Path) -> IO[Any]:
+    """``fh`` itself, or a faulty wrapper when a fault targets this write (checkpoints only)."""
+    if not path.name.startswith(CHECKPOINT_PREFIX):
+        return fh
+    marker = _armed.pop(CHECKPOINT_PREFIX, None)
+    if marker is not None:
+        return _FaultyFile(fh, path, kill_marker=marker)
+    if "checkpoint_enospc" in active():
+        return _FaultyFile(fh, path, kill_marker=None)
+    return fh
