@@ -185,7 +185,7 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
                                     num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=name, storage_path=storage, stop=stop,
-                                  failure_config=tune.FailureConfig(max_failures=1), **console),
+                                  failure_config=tune.FailureConfig(max_failures=study.max_failures), **console),
     )
 
 

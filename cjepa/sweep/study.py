@@ -57,6 +57,9 @@ class Study:
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
+    # Tune retries of a crashed trial (a worker killed, a node lost), each from the trial's last
+    # checkpoint; a deterministic failure (a non-finite loss) is not retried (failed.json).
+    max_failures: int = 3
 
     def arm_settings(self) -> dict[str, dict[str, Any]]:
         """Named arms: the explicit ones, or the product of the factors' levels."""
@@ -211,6 +214,8 @@ def _check_budget(study: Study, where: str) -> None:
         value = getattr(study, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {key}{f' ({flag})' if flag else ''} must be an integer >= 1, got {value!r}")
+    if not isinstance(study.max_failures, int) or isinstance(study.max_failures, bool) or study.max_failures < 0:
+        raise ConfigError(f"{where}: max_failures must be an integer >= 0, got {study.max_failures!r}")
     if not (math.isfinite(study.cpus_per_worker) and study.cpus_per_worker > 0):
         raise ConfigError(f"{where}: cpus_per_worker must be a finite number > 0, got {study.cpus_per_worker!r}")
     if not (math.isfinite(study.collapse_std) and study.collapse_std >= 0):

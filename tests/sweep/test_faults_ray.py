@@ -1,4 +1,5 @@
-"""Faults inside a study, on a real local Ray with a real MLflow store (issue 13).
+"""Faults inside a study, on a real local Ray with a real MLflow store (issue 13): a non-finite
+loss, and workers SIGKILLed several times in one study.
 
 A trial whose loss becomes non-finite (``optim.lr=1e6`` on digits: NaN at step 2, every time)
 ends ERROR with "non-finite loss at step 2" in Tune's error, its MLflow child run (FAILED, tag
@@ -61,3 +62,66 @@ def test_non_finite_loss_fails_the_trial_once_with_its_reason_everywhere(tmp_pat
     error_files = list((storage / "nan_study").glob("*/error.txt"))
     assert error_files and "non-finite loss at step 2" in error_files[0].read_text()  # Tune's error
     assert len(starts) in (1, 2)  # the first attempt, and Tune's retry (max_failures=1) that refused at once
+
+
+def _child_runs(uri: str, experiment: str) -> dict[str, object]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.arm != ''")
+    return {r.data.tags["seed"]: r for r in runs}
+
+
+def test_workers_killed_mid_epoch_and_mid_checkpoint_finish_equal_to_an_uninterrupted_study(tmp_path, monkeypatch):
+    """Four SIGKILLs in one study: each of its two trials' worker dies at step 5 (epoch 1, before
+    any checkpoint) and again half-way through writing epoch 2's checkpoint (cjepa/faults.py). Tune
+    retries each trial (``Study.max_failures``), Ray Train resumes it from its last checkpoint, and
+    every trial ends equal to the same study run without faults: the same final metrics, one
+    MLflow child run per trial, one value per epoch per curve."""
+    import pyarrow.parquet as pq
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from cjepa.sweep import Study
+    from cjepa.sweep.runner import run_study
+
+    storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    kw = dict(base=TINY, overrides=("run.epochs=3", "run.log_every=1"), factors={"loss.beta_vicreg": [0.01]},
+              seeds=(0, 1), max_concurrent=2, cpus_per_worker=1.0)
+    straight = run_study(Study(name="straight", **kw), storage=str(storage), tracking_uri=uri)
+    ray.shutdown()  # the next local Ray's workers inherit the fault settings below
+    markers = tmp_path / "markers"
+    monkeypatch.setenv("CJEPA_TEST_FAULT", "sigkill_step=5,sigkill_checkpoint=2")
+    monkeypatch.setenv("CJEPA_TEST_FAULT_DIR", str(markers))
+    faulty = run_study(Study(name="killed", **kw), storage=str(storage), tracking_uri=uri)
+    ray.shutdown()
+
+    assert len(list(markers.iterdir())) == 4, sorted(p.name for p in markers.iterdir())  # every kill happened
+
+    def by_trial(result) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {}
+        for row in sorted(pq.read_table(result.table).to_pylist(), key=lambda r: r["epoch"]):
+            out.setdefault(row["seed"], []).append(row)
+        return out
+
+    ref_rows, got_rows = by_trial(straight), by_trial(faulty)
+    assert sorted(got_rows) == sorted(ref_rows) == [0, 1]
+    for seed, ref in ref_rows.items():
+        got = got_rows[seed]
+        assert [r["epoch"] for r in got] == [r["epoch"] for r in ref] == [1, 2, 3], seed  # one row per epoch
+        assert {r["status"] for r in got} == {r["status"] for r in ref} == {"COMPLETED"}, got[-1]
+        for a, b in zip(got, ref):
+            metrics = [k for k in b if k.startswith(("knn_", "linear_", "loss")) and b[k] is not None]
+            assert metrics and all(a[k] == b[k] for k in metrics), {k: (a[k], b[k]) for k in metrics if a[k] != b[k]}
+
+    client = MlflowClient(uri)
+    ref_runs, got_runs = _child_runs(uri, "straight"), _child_runs(uri, "killed")
+    assert sorted(got_runs) == ["0", "1"]  # one child per trial: no orphan from a kill before a checkpoint
+    for seed, run in got_runs.items():
+        assert run.info.status == "FINISHED"
+        for key, value in ref_runs[seed].data.metrics.items():
+            history = client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == [1, 2, 3], (seed, key, [m.step for m in history])
+            if key not in {"img_per_s", "epoch_time_s", "eval_time_s", "train_cpu_min"}:
+                assert run.data.metrics[key] == value, (seed, key)
