@@ -118,6 +118,7 @@ STUDIES = [  # (id, Study fields that differ from a valid study, words)
     ("grace-period", {"grace_period": 0}, ["grace_period must be an integer >= 1, got 0"]),
     ("collapse-std-nan", {"collapse_std": math.nan}, ["collapse_std must be a finite number >= 0"]),
     ("cpus-zero", {"cpus_per_worker": 0.0}, ["cpus_per_worker must be a finite number > 0"]),
+    ("max-failures-negative", {"max_failures": -1}, ["max_failures must be an integer >= 0, got -1"]),
     ("space-inf", {"search": "optuna", "factors": {}, "space": {"optim.lr": Space("loguniform", 1e-4, math.inf)}},
      ["space 'optim.lr'", "0 < low < high"]),
     ("overrides-fix-a-factor", {"overrides": ("loss.beta_vicreg=0.1",)}, ["the study's overrides", "is a factor"]),
