@@ -5,6 +5,7 @@ Never set ``CJEPA_TEST_FAULT`` in real use. It holds comma-separated faults:
 * ``checkpoint_enospc``: every write of a file whose name starts with ``checkpoint`` fails with
   ``OSError(ENOSPC)`` after its first bytes, as a full disk would (as root no ``chmod`` makes a
   directory unwritable, and a real full disk cannot be arranged in a test);
+  ``checkpoint_enospc=E``: the same from the checkpoint of epoch E on (the disk fills mid-run);
 * ``sigkill_step=N``: the main process of a run (rank 0) SIGKILLs itself after step N;
 * ``sigkill_checkpoint=E``: ... while writing the checkpoint of epoch E, after its first bytes,
   so the temp file is left half-written, as when a node dies mid-save.
@@ -32,7 +33,7 @@ from cjepa.engine.reporting import Reporter
 FAULT_ENV = "CJEPA_TEST_FAULT"
 FAULT_DIR_ENV = "CJEPA_TEST_FAULT_DIR"
 CHECKPOINT_PREFIX = "checkpoint"
-_armed: dict[str, Path] = {}  # "checkpoint" -> marker, while the checkpoint to kill in is written
+_armed: dict[str, Path] = {}  # faults for the next checkpoint write: "checkpoint" (kill) -> its marker; "enospc"
 
 
 def active() -> dict[str, int]:
@@ -76,6 +77,8 @@ class FaultReporter(Reporter):
                 _kill(marker)
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if 0 < self.faults.get("checkpoint_enospc", 0) <= epoch:
+            _armed["enospc"] = Path(os.devnull)  # no marker: it recurs while the disk is full
         if epoch == self.faults.get("sigkill_checkpoint", -1):
             marker = _marker("sigkill_checkpoint", self.run_dir)
             if not marker.exists():
@@ -85,7 +88,8 @@ class FaultReporter(Reporter):
 def fault_reporters() -> list[Reporter]:
     """What the trainer adds to rank 0's reporters: nothing unless a kill is asked for."""
     faults = active()
-    return [FaultReporter(faults)] if {"sigkill_step", "sigkill_checkpoint"} & faults.keys() else []
+    timed = {"sigkill_step", "sigkill_checkpoint"} & faults.keys() or faults.get("checkpoint_enospc", 0) > 0
+    return [FaultReporter(faults)] if timed else []
 
 
 class _FaultyFile:
@@ -116,6 +120,6 @@ def wrap_write(fh: IO[Any], path: Path) -> IO[Any]:
     marker = _armed.pop(CHECKPOINT_PREFIX, None)
     if marker is not None:
         return _FaultyFile(fh, path, kill_marker=marker)
-    if "checkpoint_enospc" in active():
+    if _armed.pop("enospc", None) is not None or active().get("checkpoint_enospc", -1) == 0:
         return _FaultyFile(fh, path, kill_marker=None)
     return fh

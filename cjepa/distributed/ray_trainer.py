@@ -46,6 +46,7 @@ from cjepa.distributed.preflight import (
     resolve_storage,
     worker_resources,
 )
+from cjepa.distributed.ray_checkpoints import copy_previous_checkpoint
 from cjepa.distributed.reporter import RayReporter
 from cjepa.engine.checkpoint import RESUME_FREE_KEYS, RESUME_SECTIONS
 from cjepa.engine.reporting import Reporter
@@ -132,6 +133,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for file in Path(src).iterdir():
                 if file.is_file():
                     shutil.copy2(file, run_dir / file.name)
+        copy_previous_checkpoint(checkpoint, run_dir)
     cfg.run.output_dir = str(run_dir)
     cfg.run.resume = True  # restarts after a failure must continue; fit_distributed handles resume=false
 

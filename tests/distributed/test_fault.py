@@ -145,3 +145,55 @@ def test_experiment_name_is_stable_and_keyed_on_what_a_resume_keeps(tiny_cfg):
     assert experiment_name(tiny_cfg("run.log_every=7", "eval.every=1", "data.num_workers=2")) == base
     assert experiment_name(tiny_cfg("run.seed=1")) != base
     assert experiment_name(tiny_cfg("loss.beta_vicreg=0")) != base
+
+
+class DamageLatestThenKill(Reporter):
+    """Once, at ``step``: wait until Ray has registered the newest checkpoint folder, cut its
+    ``checkpoint.pt`` in half (a torn upload, a bad disk block), then SIGKILL this worker."""
+
+    def __init__(self, step: int, storage: Path, marker: Path, log: Path) -> None:
+        self.step, self.storage, self.marker, self.log = step, storage, marker, log
+
+    def on_start(self, run_dir: Path, start_epoch: int, extra: dict) -> None:
+        with self.log.open("a") as fh:
+            fh.write(json.dumps([0, start_epoch]) + "\n")
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        import time
+
+        if step != self.step or self.marker.exists():
+            return
+        time.sleep(5)  # the controller registers a reported checkpoint at its next poll (~2 s)
+        newest = max(self.storage.glob("*/epoch_*/checkpoint.pt"), key=lambda p: p.parent.name)
+        newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+        self.marker.write_text(newest.parent.name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def damager(step: int, storage: str, out_dir: str):
+    return lambda rank: [DamageLatestThenKill(step, Path(storage), Path(out_dir) / "damaged",
+                                              Path(out_dir) / "starts.jsonl")]
+
+
+def test_damaged_latest_ray_checkpoint_resumes_from_the_previous_one_exactly(ray_local, tmp_path):
+    """Epoch 2's checkpoint in Ray storage is torn, then the worker dies in epoch 3: the restarted
+    worker finds it unreadable and resumes from epoch 1's (fetched from Ray storage as
+    checkpoint.prev.pt), never from epoch 0, and ends equal to an uninterrupted run."""
+    faulty = load_config(None, tiny_overrides(tmp_path / "faulty", "run.epochs=3", "run.log_every=1"))
+    straight = load_config(None, tiny_overrides(tmp_path / "straight", "run.epochs=3"))
+    storage = tmp_path / "ray"
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(fit_distributed, straight, num_workers=1, storage_path=str(tmp_path / "ray_ref"))
+        fit_distributed(faulty, num_workers=1, storage_path=str(storage), max_failures=1,
+                        reporters=damager(2 * 23 + 3, str(storage), str(tmp_path)))
+        pending.result()
+    assert (tmp_path / "damaged").read_text() == "epoch_0002", "the damage hook did not fire on epoch 2's folder"
+    starts = [json.loads(line)[1] for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
+    assert starts == [0, 1], starts  # restarted from epoch 1 (the previous checkpoint), not from 0 or 2
+    a = load_checkpoint(Path(faulty.run.output_dir) / "checkpoint.pt")
+    b = load_checkpoint(Path(straight.run.output_dir) / "checkpoint.pt")
+    assert a["step"] == b["step"] == 3 * 23
+    for key in ("online", "target"):
+        for name, w in b[key].items():
+            assert torch.equal(a[key][name], w), (key, name)
+    assert [m["epoch"] for m in read_metrics(faulty.run.output_dir)] == [1, 2, 3]

@@ -125,3 +125,45 @@ def test_workers_killed_mid_epoch_and_mid_checkpoint_finish_equal_to_an_uninterr
             assert sorted(m.step for m in history) == [1, 2, 3], (seed, key, [m.step for m in history])
             if key not in {"img_per_s", "epoch_time_s", "eval_time_s", "train_cpu_min"}:
                 assert run.data.metrics[key] == value, (seed, key)
+
+
+def test_storage_full_mid_study_is_one_clear_error_then_resume_finishes(tmp_path, monkeypatch):
+    """From epoch 2 on every checkpoint write fails as on a full disk (``checkpoint_enospc=2``):
+    the trial ends ERROR with the engine's line (ENOSPC, earlier checkpoints intact) in
+    results.parquet and MLflow, epoch 1's checkpoint in Ray storage is intact; with space again,
+    ``--resume`` finishes the trial from it, in the same MLflow run, one value per epoch."""
+    import pyarrow.parquet as pq
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from cjepa.engine import load_checkpoint
+    from cjepa.sweep import Study
+    from cjepa.sweep.runner import run_study
+
+    storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    study = Study(name="full", base=TINY, overrides=("run.epochs=3",), factors={"loss.beta_vicreg": [0.01]},
+                  seeds=(0,), max_concurrent=1, cpus_per_worker=1.0, max_failures=1)
+    ray.shutdown()
+    monkeypatch.setenv("CJEPA_TEST_FAULT", "checkpoint_enospc=2")
+    result = run_study(study, storage=str(storage), tracking_uri=uri)
+    ray.shutdown()
+    rows = pq.read_table(result.table).to_pylist()
+    assert rows and {r["status"] for r in rows} == {"ERROR"}, rows
+    row = rows[-1]
+    assert "cannot be written (No space left on device, ENOSPC)" in row["stop_reason"], row["stop_reason"]
+    assert "earlier checkpoints intact" in row["stop_reason"]
+    (kept,) = (storage / "full" / "train").glob("*/epoch_0001/checkpoint.pt")
+    assert load_checkpoint(kept)["epoch"] == 1 and not list(kept.parent.parent.glob("epoch_0002"))
+    (child,) = _child_runs(uri, "full").values()
+    assert child.info.status == "FAILED" and "ENOSPC" in child.data.tags["cjepa.failure"]
+
+    monkeypatch.delenv("CJEPA_TEST_FAULT")  # space again
+    resumed = run_study(study, storage=str(storage), tracking_uri=uri, resume=True)
+    ray.shutdown()
+    rows = sorted(pq.read_table(resumed.table).to_pylist(), key=lambda r: r["epoch"])
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["status"] == "COMPLETED", rows
+    (child,) = _child_runs(uri, "full").values()  # the same child run, finished
+    assert child.info.status == "FINISHED"
+    history = MlflowClient(uri).get_metric_history(child.info.run_id, "loss")
+    assert sorted(m.step for m in history) == [1, 2, 3]
