@@ -69,6 +69,18 @@ def worker_resources(use_gpu: bool, resources_per_worker: dict[str, float] | Non
     return res
 
 
+#: Ray Train V2's node-preemption watcher: an actor per worker group, whose creation logs an
+#: error-looking ``core_worker.cc ... PreemptionWatcher ... max_restarts > 0`` line for every
+#: trial (ray-project/ray#53727). A local cluster is one machine, which nobody preempts.
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def quiet_local_cluster() -> None:
+    """Settings for a local cluster started by ``ray.init`` (its processes inherit this env):
+    no preemption watcher. A value the user exported wins; clusters started by hand keep theirs."""
+    os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
+
+
 def connect_ray() -> str:
     """Use the running Ray, or connect to ``RAY_ADDRESS``, or start a local cluster.
 
@@ -81,6 +93,8 @@ def connect_ray() -> str:
     if ray.is_initialized():
         return "the running Ray instance"
     address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        quiet_local_cluster()
     try:
         ray.init(address=address or None, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cjepa.sweep.console import console_options
 from cjepa.sweep.naming import _indexed, _slug, child_run_name, flat_config, trial_arm, trial_dir_name
 from cjepa.sweep.study import Study, plan_study, trial_config
 
@@ -93,39 +94,6 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
         raise
     with (Path(storage) / study.name / "trial_ends.jsonl").open("a") as fh:  # bench/sweep_utilisation.py
         fh.write(json.dumps({"trial": name, "time": time.time()}) + "\n")
-
-
-#: Tune's live table: the probe metrics under short names (columns with no value yet are hidden).
-METRIC_COLUMNS = {"epoch": "epoch", "loss": "loss", "knn_target": "kNN tgt", "linear_target": "lin tgt",
-                  "knn_context": "kNN ctx", "linear_context": "lin ctx"}
-
-
-def progress_reporter(study: Study, extension: bool = False) -> Any:
-    """Tune's table with the arm (or Optuna's sampled values) and seed, and :data:`METRIC_COLUMNS`,
-    reprinted at most every 30 s (two trials on 2 cores change little faster)."""
-    from ray.tune import CLIReporter
-
-    if extension:  # an --extend experiment's trials are {"trial": {"arm", "seed"}} (build_tuner)
-        params = {"trial/arm": "arm", "trial/seed": "seed"}
-    elif study.search == "grid":
-        params = {"arm": "arm", "seed": "seed"}
-    else:
-        params = {**{k: k.rsplit(".", 1)[-1] for k in study.space}, "seed": "seed"}
-    return CLIReporter(metric_columns=dict(METRIC_COLUMNS), parameter_columns=params,
-                       max_column_length=32, max_report_frequency=30)  # metric/mode: Tune's, from TuneConfig
-
-
-def console_options(study: Study, verbose: bool, extension: bool = False) -> dict[str, Any]:
-    """``tune.RunConfig`` arguments for the console: quiet by default (the table only: no per-trial
-    metric box), Ray's own output with ``verbose``.
-
-    Ray 2.60's default output engine ignores a ``progress_reporter`` (ray-project/ray#38202); the
-    documented way back to the table reporter is ``RAY_AIR_NEW_OUTPUT=0``, read when the Tuner
-    runs, so it is set here in the driver only (a value the user exported wins)."""
-    if verbose:
-        return {}
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    return {"progress_reporter": progress_reporter(study, extension), "verbose": 1}  # 1: the experiment's table only
 
 
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,

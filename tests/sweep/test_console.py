@@ -13,7 +13,8 @@ import ray
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import parse_args
-from cjepa.sweep.runner import METRIC_COLUMNS, build_tuner, console_options
+from cjepa.sweep.console import METRIC_COLUMNS, cluster_usage_line, console_options, true_usage
+from cjepa.sweep.runner import build_tuner
 from cjepa.sweep.study import Space
 
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
@@ -72,3 +73,34 @@ def test_the_tuner_carries_the_reporter_and_ray_stays_off(no_ray, tmp_path):
     assert not ray.is_initialized()
     loud = build_tuner(_tiny(), ARMS, [], None, str(tmp_path / "loud"), resume=False, verbose=True)
     assert loud._local_tuner.get_run_config().progress_reporter is None and not ray.is_initialized()
+
+
+def test_the_cpu_line_is_the_clusters_not_tunes():
+    """Two trials' workers on 2 cores: Tune says 0/2 (trials reserve none); the line says 2/2."""
+    usage = cluster_usage_line({"CPU": 2.0, "memory": 1e9}, {"CPU": 0.0, "memory": 5e8})
+    assert usage == "Resources in use (trial workers): 2/2 CPUs, 0/0 GPUs"
+    tune_info = ("Current time: now\nLogical resource usage: 0/2 CPUs, 0/0 GPUs\nResult logdir: x", "more")
+    fixed = true_usage(tune_info, usage)
+    assert fixed == [f"Current time: now\n{usage}\nResult logdir: x", "more"]
+    assert true_usage(tune_info, None) == list(tune_info)  # unknown: Tune's line is kept
+
+
+def test_index_sampled_choices_are_headed_as_indices(no_ray):
+    space = {"data.crop_scale": Space("choice", choices=((0.3, 1.0), (0.6, 1.0))),
+             "optim.batch_size": Space("choice", choices=(64, 128))}
+    study = Study(name="o", search="optuna", space=space)
+    columns = console_options(study, verbose=False)["progress_reporter"]._parameter_columns
+    assert columns == {"data.crop_scale": "crop_scale#", "optim.batch_size": "batch_size", "seed": "seed"}
+
+
+def test_a_local_cluster_gets_no_preemption_watcher(monkeypatch):
+    from cjepa.distributed.preflight import PREEMPTION_WATCHER_ENV, quiet_local_cluster
+
+    monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
+    quiet_local_cluster()
+    import os
+
+    assert os.environ[PREEMPTION_WATCHER_ENV] == "0"
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")  # the user's choice wins
+    quiet_local_cluster()
+    assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
