@@ -228,3 +228,63 @@ def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path:
     finally:
         plt.close(fig)
     return path
+
+
+
+RANDOM_INIT = {"knn": "rand_knn_acc", "linear": "rand_linear_acc"}
+Curve = tuple[list[float], list[float], list[float], list[float]]
+
+
+def cpu_minutes_curve(data: StudyData, arm: str, metric: str) -> Curve:
+    """Mean training CPU-minutes, then mean accuracy and its band, per epoch (as :func:`arm_curve`)."""
+    epochs, mean, low, high = arm_curve(data, arm, metric)
+    minutes = data.df[data.df["arm"] == arm].groupby("epoch")["train_cpu_min"].mean()
+    keep = [i for i, e in enumerate(epochs) if e in minutes.index and not math.isnan(minutes[e])]
+    return ([float(minutes[epochs[i]]) for i in keep], [mean[i] for i in keep], [low[i] for i in keep],
+            [high[i] for i in keep])
+
+
+def _budget_panel(ax: Any, data: StudyData, metric: str) -> None:
+    for i, arm in enumerate(data.arms):
+        xs, mean, low, high = cpu_minutes_curve(data, arm, metric)
+        if xs:
+            color = f"C{i % 10}"
+            ax.plot(xs, [v * 100 for v in mean], marker="osD^v<>p"[i % 8], markersize=4, color=color,
+                    label=label(data, arm))
+            ax.fill_between(xs, [v * 100 for v in low], [v * 100 for v in high], color=color, alpha=0.12, linewidth=0)
+    kind = metric.split("_", 1)[0]
+    for name, col, style in (("raw pixels", RAW.get(kind), "--"), ("random init", RANDOM_INIT.get(kind), ":")):
+        if col and data.has(col):
+            y = float(data.df[col].dropna().mean()) * 100
+            ax.axhline(y, color="0.3", linestyle=style, linewidth=1.2)
+            ax.annotate(f"{name}: {y:.1f} %", xy=(0.99, y), xycoords=("axes fraction", "data"), ha="right",
+                        va="bottom", fontsize=8, color="0.3")
+    ax.set_title(CONVERGENCE.get(metric, (metric, ""))[0], fontsize=10)
+    ax.set_xlabel("training CPU-minutes (threads x s / 60)")
+    ax.set_ylabel("test accuracy (%)", fontsize=9)
+    ax.grid(alpha=0.3)
+
+
+def cpu_minutes_plot(data: StudyData, path: Path, metrics: Sequence[str] = ("knn_target", "linear_target")
+                     ) -> Path | None:
+    """Accuracy against training CPU-minutes (threads x seconds of training, evaluation excluded),
+    one line per arm, raw pixels and the random-initialised encoder as horizontal lines: the
+    budget view of convergence (what a laptop's 30 CPU-minutes buy, issue 10). None without
+    ``train_cpu_min`` in the table."""
+    if not data.has("train_cpu_min"):
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 4.4), squeeze=False)
+    try:
+        for ax, metric in zip(axes.flat, metrics):
+            _budget_panel(ax, data, metric)
+        seeds = len(data.seeds)
+        fig.suptitle(f"Accuracy per CPU-minute — study {data.name}: mean over {seeds} seed{'s' * (seeds != 1)}, "
+                     f"{band_name(seeds)}", fontsize=11)
+        handles, names = axes.flat[0].get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        if names:
+            fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=9, frameon=False)
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
+    return path

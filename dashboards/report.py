@@ -81,6 +81,7 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
     figs: list[H.Figure] = []
     conv = _try(notes, "convergence", lambda: plots.convergence_plot(data, out_dir / "convergence.png"))
     collapse = _try(notes, "collapse", lambda: plots.collapse_plot(data, out_dir / "collapse.png"))
+    budget = _try(notes, "CPU-minutes", lambda: plots.cpu_minutes_plot(data, out_dir / "cpu_minutes.png"))
     factor = plots.numeric_factor(data)
     coef = None
     if factor is None:
@@ -110,6 +111,10 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
         figs.append(H.Figure(conv.name, "Convergence per arm", "kNN and linear-probe accuracy of the target encoder, "
                              "JEPA loss and each (unweighted) VICReg term per epoch; dashed: raw-pixel baselines "
                              "on the same evaluation subsets."))
+    if budget:
+        figs.append(H.Figure(budget.name, "Accuracy per training CPU-minute", "Target-encoder kNN and linear probe "
+                             "against the mean CPU-minutes of training (threads × seconds, evaluation excluded); "
+                             "dashed: raw pixels, dotted: the random-initialised encoder, same evaluation sets."))
     if collapse:
         figs.append(H.Figure(collapse.name, "Collapse telemetry", "Normalised per-feature std and effective rank of "
                              "pooled target features; a collapsed encoder goes to 0 and 1 respectively."))
@@ -125,7 +130,7 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
         qual.append(H.Figure(attention.name, "Attention maps, I-JEPA beside C-JEPA",
                              "Last block, attention received per patch (mean over heads and query tokens), "
                              "recomputed from the block's qkv by a forward hook, upsampled over the image."))
-    pngs = [p for p in (conv, collapse, coef, masks, attention) if p]
+    pngs = [p for p in (conv, budget, collapse, coef, masks, attention) if p]
 
     intro = H.paragraph(f"Study {data.name}: {len(data.arms)} arms × {len(data.seeds)} seeds "
                         f"({', '.join(map(str, data.seeds))}); baseline arm: {data.baseline or '(none)'}. "

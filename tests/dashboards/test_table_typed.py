@@ -152,3 +152,25 @@ def test_logging_the_report_links_it_in_the_parent_runs_note(tmp_path):
     assert REPORT_PENDING not in note
     assert f"[{REPORT_PATH}](#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{REPORT_PATH})" in note
     assert REPORT_PATH in [a.path for a in client.list_artifacts(run_id, "report")]
+
+
+def test_accuracy_per_cpu_minute_is_averaged_over_seeds_per_epoch(tmp_path):
+    from dashboards.plots import cpu_minutes_curve, cpu_minutes_plot
+
+    study = Study(name="budget", base=TINY, arms={"plain": {"loss.beta_vicreg": 0.0}}, seeds=(0, 1, 2))
+
+    def result(seed: int) -> Result:
+        frame = pd.DataFrame([{"epoch": e, "knn_target": 0.5 + e / 10 + seed / 100, "linear_target": 0.6,
+                               "train_cpu_min": 4.0 * e + seed, "trial_id": f"t{seed}"} for e in (1, 2)])
+        return Result(metrics={"config": {"arm": "plain", "seed": seed}, "trial_id": f"t{seed}"}, checkpoint=None,
+                      error=None, path="/nowhere", metrics_dataframe=frame)
+
+    write_results(study, study.arm_settings(), [result(s) for s in study.seeds], tmp_path / "budget", None)
+    data = load_study_dir(tmp_path / "budget")
+    xs, mean, low, high = cpu_minutes_curve(data, "plain", "knn_target")
+    assert xs == pytest.approx([5.0, 9.0]) and mean == pytest.approx([0.61, 0.71])  # seeds 0, 1, 2: +1 min, +0.01
+    # t(0.975, 2) = 4.303, std of (0, .01, .02) = .01 -> half-width .01 * 4.303 / sqrt(3)
+    assert high[0] - mean[0] == pytest.approx(0.01 * 4.303 / 3 ** 0.5, rel=1e-3) and low[0] < mean[0]
+    assert cpu_minutes_plot(data, tmp_path / "cpu.png").stat().st_size > 10_000
+    data.df = data.df.drop(columns=["train_cpu_min"])
+    assert cpu_minutes_plot(data, tmp_path / "none.png") is None
