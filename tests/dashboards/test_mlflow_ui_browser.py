@@ -1,9 +1,13 @@
 """End to end: a real study's runs in the real MLflow UI, in headless Chromium (Selenium + chromedriver).
 
 What a user does after a study: `cjepa ui`, open the experiment, expand the study's parent run to
-see one child run per (arm, seed), switch to the chart view and find a metric's chart. The page
-is a React app, so only a browser can tell whether that works; the screenshot is kept
-(``tmp_path`` and, with ``CJEPA_ARTIFACTS`` set, a copy there).
+see one child run per (arm, seed), switch to the chart view and find a metric's chart, then follow
+the parent run's description (cjepa.sweep.note) to the seed-averaged curves: **Group by → Tags →
+arm**. Grouped, the runs list shows one group row per arm and the chart draws one mean line (with
+a min-max band) per arm instead of one line per run; the test checks those lines against the seed
+means computed from MLflow's metric histories. The page is a React app, so only a browser can tell
+whether that works; both screenshots are kept (``tmp_path`` and, with ``CJEPA_ARTIFACTS`` set, a
+copy there).
 
 Skips only when Chromium/chromedriver/selenium are missing *and* ``CI`` is unset: CI installs them
 (setup.sh), so there a missing browser fails the test instead of hiding it.
@@ -11,11 +15,13 @@ Skips only when Chromium/chromedriver/selenium are missing *and* ``CI`` is unset
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +31,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1700,1000")
 WAIT_S = 60
+METRIC = "knn_target"
 
 
 def _browser() -> tuple[str, str]:
@@ -50,64 +57,97 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _seed_stats(tracking_uri: str, experiment_id: str, study: str) -> dict[str, dict[str, list[float]]]:
+    """Per arm, from the child runs' METRIC histories: what a grouped chart must draw.
+
+    ``mean``: the seeds' mean at each step, as x, y pairs flattened ([step1, mean1, step2, ...]);
+    ``band``: the seeds' min and max at every step, sorted (the min-max band's y values).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    steps: dict[str, dict[int, list[float]]] = {}
+    for run in client.search_runs([experiment_id], f"tags.study = '{study}'", max_results=1000):
+        if "arm" in run.data.tags:  # the parent run has none
+            for m in client.get_metric_history(run.info.run_id, METRIC):
+                steps.setdefault(run.data.tags["arm"], {}).setdefault(m.step, []).append(m.value)
+    return {arm: {"mean": [v for s, ys in sorted(by_step.items()) for v in (s, sum(ys) / len(ys))],
+                  "band": sorted(v for ys in by_step.values() for v in (min(ys), max(ys)))}
+            for arm, by_step in steps.items()}
+
+
+def _drawn(traces: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
+    """The chart's lines (distinct: MLflow draws each twice, once with markers) and bands, as _seed_stats."""
+    lines = {tuple(v for xy in zip(t["x"], t["y"]) for v in xy) for t in traces
+             if not t["fill"] and "lines" in (t["mode"] or "") and t["x"]}
+    bands = [sorted(y for y in t["y"] if y is not None) for t in traces if t["fill"]]
+    return {"mean": sorted(map(list, lines)), "band": sorted(b for b in bands if b)}
+
+
+def _same(drawn: list[list[float]], expected: list[list[float]]) -> bool:
+    """Same series, in any order, up to float rounding (the UI averages in JavaScript)."""
+    return len(drawn) == len(expected) and all(
+        d == pytest.approx(e, rel=1e-6) for d, e in zip(sorted(drawn), sorted(expected)))
+
+
+def _check_grouped(page: Any, expected: dict[str, dict[str, list[float]]]) -> None:
+    """Group by -> Tags -> arm, then: one group row, one legend entry, one mean line and band per arm."""
+    from selenium.common.exceptions import TimeoutException
+
+    assert page.group_by_tag("arm") == "Group by: arm"
+    want = sorted(f"{arm} ({METRIC})" for arm in ARMS)
+    with contextlib.suppress(TimeoutException):  # the assertions below say what was drawn instead
+        page.wait.until(lambda _: sorted(e for e in page.legend(METRIC) if e.startswith("beta_")) == want)
+    legend = page.legend(METRIC)
+    # Ungrouped, the legend names the runs; grouped only the arms and the parent's "Unassigned" group.
+    assert sorted(e for e in legend if not e.startswith("Unassigned ")) == want, legend
+    assert sorted(page.group_rows()) == sorted(f"Group: {arm}" for arm in ARMS)
+    drawn = _drawn(page.traces(METRIC))
+    assert sorted(expected) == sorted(ARMS), expected
+    for key in ("mean", "band"):  # one per arm (not one per run), with the seeds' mean / min-max values
+        assert _same(drawn[key], [stats[key] for stats in expected.values()]), (key, drawn, expected)
+
+
 def test_study_runs_and_chart_in_mlflow_ui(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    """The user's path of the module docstring; a screenshot before and after grouping."""
     chromium, driver_path = _browser()
     from mlflow.tracking import MlflowClient
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from cjepa.tracking.ui import start_server
+    from tests.dashboards.mlflow_ui_page import RunsPage
 
     exp = MlflowClient(tiny_study.tracking_uri).get_experiment_by_name(tiny_study.name)
+    expected = _seed_stats(tiny_study.tracking_uri, exp.experiment_id, tiny_study.name)
     # run names put the level first: "0.0 s0 · beta_vicreg" (cjepa.sweep.naming.child_run_name)
     children = [f"{arm.split('=')[1]} s{seed} · beta_vicreg" for arm in ARMS for seed in (0, 1)]
-    shot = tmp_path / "mlflow_ui_study.png"
+    shots = [tmp_path / "mlflow_ui_study.png", tmp_path / "mlflow_ui_grouped.png"]
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"):
         opts.add_argument(flag)
     with start_server(tiny_study.tracking_uri, host="127.0.0.1", port=_free_port()) as server:
         browser = webdriver.Chrome(service=Service(driver_path), options=opts)
+        page = RunsPage(browser, WAIT_S)
+        shot = shots[0]
         try:
-            wait = WebDriverWait(browser, WAIT_S)
-            # The runs table of the experiment, in the "Model training" view (3.17 opens GenAI otherwise).
-            browser.get(f"{server.url}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning")
-            parent = "//div[@role='gridcell'][.//a[normalize-space()='{}']]"
-            try:
-                cell = wait.until(EC.presence_of_element_located((By.XPATH, parent.format(tiny_study.name))))
-            except Exception:
-                browser.find_element(By.XPATH, "//*[normalize-space(text())='Model training']").click()
-                cell = wait.until(EC.presence_of_element_located((By.XPATH, parent.format(tiny_study.name))))
-            for close in browser.find_elements(By.XPATH, "//button[@aria-label='Close']"):  # the assistant panel
-                if close.is_displayed():  # takes a third of the width; closing it is cosmetic
-                    close.click()
-            # Child runs are nested under the parent row: expand it (the +/- button in its name cell).
-            cell.find_element(By.TAG_NAME, "button").click()
-            for name in children:
-                wait.until(EC.visibility_of_element_located((By.XPATH, f"//a[normalize-space()='{name}']")))
-            # Chart view: one chart per metric; search for the study's metric and wait for its plot.
-            radio = browser.find_element(By.XPATH, "//input[@type='radio' and @value='CHART']")
-            browser.execute_script("arguments[0].click();", radio)
-            search = wait.until(EC.element_to_be_clickable(
-                (By.XPATH, "//input[contains(@placeholder, 'Search metric charts')]")))
-            search.send_keys("knn_target")
-            wait.until(EC.visibility_of_element_located(
-                (By.XPATH, "//*[normalize-space(text())='knn_target' or normalize-space(text())='knn_target ']")))
-            plots = wait.until(lambda b: [p for p in b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                                          if p.is_displayed()])
-            assert plots, "no metric chart drawn"
-            for name in [tiny_study.name, *children]:  # still listed beside the charts
-                assert browser.find_elements(By.XPATH, f"//*[contains(normalize-space(), '{name[:12]}')]")
+            page.expand(page.open(server.url, exp.experiment_id, tiny_study.name), children)
+            page.chart_view(METRIC)
+            per_run = {f"{name} ({METRIC})" for name in children}  # ungrouped: one series per run
+            page.wait.until(lambda _: per_run <= set(page.legend(METRIC)), f"no legend entry per run in {METRIC}")
+            browser.save_screenshot(str(shot))
+            shot = shots[1]
+            _check_grouped(page, expected)
             browser.save_screenshot(str(shot))
         except Exception:
             browser.save_screenshot(str(shot))  # the state the UI was in, for the failure report
             raise
         finally:
             browser.quit()
-            if (dest := artifact_dir()) is not None and shot.exists():
-                shutil.copy2(shot, dest / shot.name)
-    assert shot.stat().st_size > 20_000
-    print(f"screenshot: {shot}")
+            if (dest := artifact_dir()) is not None:
+                for done in (s for s in shots if s.exists()):
+                    shutil.copy2(done, dest / done.name)
+    for done in shots:
+        assert done.stat().st_size > 20_000, done
+        print(f"screenshot: {done}")
