@@ -23,16 +23,19 @@ from cjepa.losses import jepa_loss, total_loss
 from cjepa.method.regularizers import StepTensors, build_regularizer
 from cjepa.model.ema import ema_update, make_target
 from cjepa.model.factory import build_encoder, build_predictor
-from cjepa.model.vit import gather_tokens
 
 
 @torch.no_grad()
 def target_blocks(h: Tensor, target_idx: Tensor) -> Tensor:
-    """Layer-normed target-encoder tokens of each target block: h (B, N, D) -> (M, B, Kt, D)."""
+    """Layer-normed target-encoder tokens of each target block: h (B, N, D) -> (M, B, Kt, D).
+
+    One indexed gather straight from ``h_ln``: the same values as repeating ``h_ln`` M times and
+    gathering per copy (the official ``apply_masks``), without the M-fold copy of the whole
+    target output (issue 14; tests/method/test_cjepa.py checks the two agree exactly).
+    """
     h_ln = F.layer_norm(h, (h.shape[-1],))
-    m, b, kt = target_idx.shape
-    blocks = gather_tokens(h_ln.repeat(m, 1, 1), target_idx.reshape(m * b, kt))
-    return blocks.view(m, b, kt, -1)
+    rows = torch.arange(h.shape[0], device=h.device).view(1, -1, 1)
+    return h_ln[rows, target_idx]
 
 
 class CJEPA(nn.Module):

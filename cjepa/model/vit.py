@@ -100,10 +100,10 @@ class Predictor(nn.Module):
     def forward(self, context: Tensor, context_idx: Tensor, target_idx: Tensor) -> Tensor:
         """context (B, Kc, D), context_idx (B, Kc), target_idx (M, B, Kt) -> (M, B, Kt, D)."""
         m, b, kt = target_idx.shape
-        pos = self.pos_embed.expand(b, -1, -1)
-        x = self.embed(context) + gather_tokens(pos, context_idx)
+        pos = self.pos_embed[0]  # (N, P); indexing it directly avoids an M*B-fold copy of the table
+        x = self.embed(context) + pos[context_idx]
         x = x.repeat(m, 1, 1)  # (M*B, Kc, P): copy i sees target block i
-        queries = gather_tokens(pos.repeat(m, 1, 1), target_idx.reshape(m * b, kt)) + self.mask_token
+        queries = pos[target_idx.reshape(m * b, kt)] + self.mask_token
         x = torch.cat([x, queries], dim=1)
         for blk in self.blocks:
             x = blk(x)
