@@ -1,0 +1,90 @@
+"""Which training steps bench/step_throughput.py compares, and how each is built.
+
+Ours are built exactly as the trainer builds them (``cjepa.engine.step.train_step`` on a
+:class:`~cjepa.method.CJEPA`); the references (lightly's, the official I-JEPA's) live in their
+own modules and are imported only when asked for, so that neither is needed to run ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from step_data import Batch, Variant, count_params
+
+# Our variants: name -> dotted overrides applied on top of the config (method.md §3).
+OURS: dict[str, list[str]] = {
+    "cjepa": ["loss.vicreg_mode=pred_blocks"],
+    "ijepa": ["loss.beta_vicreg=0"],
+    "cjepa_context_target": ["loss.vicreg_mode=context_target"],
+    "cjepa_two_views": ["loss.vicreg_mode=two_views"],
+}
+# Levers measured on top of our I-JEPA (issue 14): name -> (base variant, what is changed).
+LEVERS: dict[str, tuple[str, str]] = {
+    "ijepa_math_attn": ("ijepa", "timm's explicit softmax attention instead of F.scaled_dot_product_attention"),
+}
+LIGHTLY = ("lightly_timm", "lightly_tv")
+OFFICIAL = "official_ijepa"
+ALL_VARIANTS = (*OURS, *LEVERS, OFFICIAL, *LIGHTLY)
+DEFAULT_VARIANTS = ("cjepa", "ijepa", OFFICIAL, *LIGHTLY)
+
+
+def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: int, seed: int) -> Variant:
+    """One of our steps, built exactly as the trainer builds it (cjepa.engine.step.train_step)."""
+    from cjepa.config import load_config
+    from cjepa.engine.step import build_optimizer, train_step
+    from cjepa.method import CJEPA
+
+    cfg = load_config(config, [*overrides, *OURS[name], f"optim.batch_size={batch_size}"])
+    if name != "ijepa" and not cfg.loss.vicreg_on:
+        raise SystemExit(f"variant {name}: the config turns VICReg off (loss.beta_vicreg={cfg.loss.beta_vicreg}); "
+                         "benchmark a C-JEPA config")
+    torch.manual_seed(seed)
+    model = CJEPA(cfg)
+    optimizer = build_optimizer(model, cfg.optim)
+    model.train()
+    lr, wd, momentum = cfg.optim.lr, cfg.optim.weight_decay, cfg.ema.start
+    two_views = name == "cjepa_two_views"
+
+    from cjepa.masks import Masks
+
+    def step(b: Batch) -> float:
+        batch: dict[str, Any] = {"step": 0, "images": b.images, "masks": Masks(b.context, b.targets)}
+        if two_views:
+            batch["images2"] = b.images2
+        return train_step(model, optimizer, batch, lr, wd, momentum, None, cfg.optim.grad_clip)["loss"]
+
+    mode = cfg.loss.vicreg_mode if cfg.loss.vicreg_on else "off (beta_vicreg=0)"
+    return Variant(name, "ours", step, count_params(model), f"vicreg {mode}", model)
+
+
+def build_lever(name: str, config: Path, overrides: Sequence[str], batch_size: int, seed: int) -> Variant:
+    """Our step with one lever pulled; the same weights, optimizer and batches as its base variant."""
+    base, what = LEVERS[name]
+    v = build_ours(base, config, overrides, batch_size, seed)
+    if name == "ijepa_math_attn":
+        for module in v.model.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
+    return Variant(name, "ours", v.step, v.trainable_params, what, v.model)
+
+
+def build(name: str, args: argparse.Namespace) -> Variant:
+    """The variant ``name`` at the benchmark's config, overrides, batch size and seed."""
+    common: tuple[Any, ...] = (args.config, args.override, args.batch_size, args.seed)
+    if name in OURS:
+        return build_ours(name, *common)
+    if name in LEVERS:
+        return build_lever(name, *common)
+    if name == OFFICIAL:
+        from step_official import build_official
+
+        if args.ijepa_src is None:
+            raise SystemExit(f"variant {OFFICIAL} needs --ijepa-src DIR (a clone of facebookresearch/ijepa)")
+        return build_official(args.ijepa_src, *common)
+    import step_lightly
+
+    return getattr(step_lightly, f"build_{name}")(*common)
