@@ -141,6 +141,12 @@ class EvalConfig:
     poolings: tuple[str, ...] = ("mean",)
     raw_baseline: bool = True
     random_baseline: bool = True  # also score the encoder as initialised (rand_knn_acc, rand_linear_acc)
+    # Feature extraction. Batch 128 is faster on CPU than 512 (activations stay in cache) and gives
+    # the same fp32 features. precision "auto": the training autocast where there is one (bf16 on
+    # CUDA), else bf16 on a CPU with native bf16 (AVX512-BF16/AMX), else fp32; "fp32" forces fp32.
+    # Features are pooled and probed in fp32 either way (docs/benchmarks.md, "Evaluation cost").
+    batch_size: int = 128
+    precision: str = "auto"
 
 
 @dataclass

@@ -100,8 +100,9 @@ def _validate_data_eval(cfg: Config) -> None:
         raise ConfigError("data.num_workers and data.train_subset must be >= 0")
     if ev.every < 0:
         raise ConfigError(f"eval.every: expected >= 0 (0 = off), got {ev.every}")
-    for key in ("knn_k", "knn_temperature", "train_samples", "test_samples"):
+    for key in ("knn_k", "knn_temperature", "train_samples", "test_samples", "batch_size"):
         _positive(f"eval.{key}", getattr(ev, key))
+    _choice("eval.precision", ev.precision, PRECISIONS)
     if ev.linear_epochs < 0:
         raise ConfigError(f"eval.linear_epochs: expected >= 0 (0 = no probe), got {ev.linear_epochs}")
     for enc in ev.encoders:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 def extract_features(
     encoder: nn.Module,
     images: Tensor,
-    batch_size: int = 512,
+    batch_size: int = 128,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     pooling: str = "mean",
@@ -35,7 +35,7 @@ def extract_features(
 def extract_pooled(
     encoder: nn.Module,
     images: Tensor,
-    batch_size: int = 512,
+    batch_size: int = 128,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     poolings: tuple[str, ...] = ("mean",),
@@ -47,7 +47,8 @@ def extract_pooled(
             A (B, D) output is accepted as already pooled.
         images: (N, C, H, W) float, already normalised; may live on any device, they are moved
             to ``device`` one batch at a time so a whole dataset never has to fit there.
-        batch_size: images per forward pass; only memory depends on it, not the result.
+        batch_size: images per forward pass; only memory and speed depend on it, not the fp32
+            result. 128 beat 512 for the CPU-size ViT (1.1x CPU time, 1.4x wall on a loaded machine).
         device: where the forward passes run.
         autocast_dtype: e.g. ``torch.bfloat16`` to evaluate under the same autocast as training
             on GPU; ``None`` runs in the encoder's own precision.
