@@ -155,8 +155,9 @@ class DamageLatestThenKill(Reporter):
         self.step, self.storage, self.marker, self.log = step, storage, marker, log
 
     def on_start(self, run_dir: Path, start_epoch: int, extra: dict) -> None:
+        set_aside = (Path(run_dir) / "checkpoint.damaged.pt").exists()  # the engine's fallback moved it there
         with self.log.open("a") as fh:
-            fh.write(json.dumps([0, start_epoch]) + "\n")
+            fh.write(json.dumps([start_epoch, set_aside]) + "\n")
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         import time
@@ -188,8 +189,8 @@ def test_damaged_latest_ray_checkpoint_resumes_from_the_previous_one_exactly(ray
                         reporters=damager(2 * 23 + 3, str(storage), str(tmp_path)))
         pending.result()
     assert (tmp_path / "damaged").read_text() == "epoch_0002", "the damage hook did not fire on epoch 2's folder"
-    starts = [json.loads(line)[1] for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
-    assert starts == [0, 1], starts  # restarted from epoch 1 (the previous checkpoint), not from 0 or 2
+    starts = [tuple(json.loads(line)) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
+    assert starts == [(0, False), (1, True)], starts  # epoch 2's was unreadable: resumed from epoch 1's, not 0
     a = load_checkpoint(Path(faulty.run.output_dir) / "checkpoint.pt")
     b = load_checkpoint(Path(straight.run.output_dir) / "checkpoint.pt")
     assert a["step"] == b["step"] == 3 * 23

@@ -61,7 +61,7 @@ def test_non_finite_loss_fails_the_trial_once_with_its_reason_everywhere(tmp_pat
     assert "non-finite loss at step 2" in json.loads(memo.read_text())["error"]
     error_files = list((storage / "nan_study").glob("*/error.txt"))
     assert error_files and "non-finite loss at step 2" in error_files[0].read_text()  # Tune's error
-    assert len(starts) in (1, 2)  # the first attempt, and Tune's retry (max_failures=1) that refused at once
+    assert 1 <= len(starts) <= 1 + study.max_failures  # the first attempt, then Tune's retries refusing at once
 
 
 def _child_runs(uri: str, experiment: str) -> dict[str, object]:
