@@ -77,11 +77,16 @@ def _seed_stats(tracking_uri: str, experiment_id: str, study: str) -> dict[str, 
 
 
 def _drawn(traces: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
-    """The chart's lines (distinct: MLflow draws each twice, once with markers) and bands, as _seed_stats."""
+    """The chart's distinct lines (MLflow draws each twice, once with markers) and its bands, as _seed_stats."""
     lines = {tuple(v for xy in zip(t["x"], t["y"]) for v in xy) for t in traces
              if not t["fill"] and "lines" in (t["mode"] or "") and t["x"]}
     bands = [sorted(y for y in t["y"] if y is not None) for t in traces if t["fill"]]
     return {"mean": sorted(map(list, lines)), "band": sorted(b for b in bands if b)}
+
+
+def _distinct(series: list[list[float]]) -> list[list[float]]:
+    """Two arms of a tiny study can tie (barely trained targets): their lines then coincide."""
+    return sorted(map(list, {tuple(s) for s in series}))
 
 
 def _same(drawn: list[list[float]], expected: list[list[float]]) -> bool:
@@ -104,8 +109,10 @@ def _check_grouped(page: Any, expected: dict[str, dict[str, list[float]]]) -> No
     assert sorted(page.group_rows()) == sorted(f"Group: {arm}" for arm in ARMS)
     drawn = _drawn(page.traces(METRIC))
     assert sorted(expected) == sorted(ARMS), expected
-    for key in ("mean", "band"):  # one per arm (not one per run), with the seeds' mean / min-max values
-        assert _same(drawn[key], [stats[key] for stats in expected.values()]), (key, drawn, expected)
+    # one mean line per arm (not one per run; the legend above counts them), with the seeds' means
+    assert _same(drawn["mean"], _distinct([stats["mean"] for stats in expected.values()])), (drawn, expected)
+    # and one min-max band per arm, with the seeds' lowest and highest values
+    assert _same(drawn["band"], [stats["band"] for stats in expected.values()]), (drawn, expected)
 
 
 def test_study_runs_and_chart_in_mlflow_ui(tiny_study: TinyStudy, tmp_path: Path) -> None:
