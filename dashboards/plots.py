@@ -273,7 +273,9 @@ def cpu_minutes_plot(data: StudyData, path: Path, metrics: Sequence[str] = ("knn
     ``train_cpu_min`` in the table."""
     if not data.has("train_cpu_min"):
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 4.4), squeeze=False)
+    legend_rows = math.ceil(len(data.arms) / 4)
+    height = 4.4 + 0.28 * legend_rows
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), height), squeeze=False)
     try:
         for ax, metric in zip(axes.flat, metrics):
             _budget_panel(ax, data, metric)
@@ -281,7 +283,7 @@ def cpu_minutes_plot(data: StudyData, path: Path, metrics: Sequence[str] = ("knn
         fig.suptitle(f"Accuracy per CPU-minute — study {data.name}: mean over {seeds} seed{'s' * (seeds != 1)}, "
                      f"{band_name(seeds)}", fontsize=11)
         handles, names = axes.flat[0].get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.tight_layout(rect=(0, (0.28 * legend_rows + 0.2) / height, 1, 1))  # room for the legend below
         if names:
             fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=9, frameon=False)
         fig.savefig(path, dpi=DPI)

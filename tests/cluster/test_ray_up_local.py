@@ -41,7 +41,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray_pending]
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 STUDY = "vicreg_coeff"
-ARMS = ["beta_vicreg=0.0", "beta_vicreg=0.0001", "beta_vicreg=0.001", "beta_vicreg=0.01"]
+
+
+def _study_arms() -> list[str]:
+    """The main job's arms, from the script itself (its levels follow the CPU recipe)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(STUDY, ROOT / "sweeps" / f"{STUDY}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(module.make_study(False).arm_settings())
+
+
+ARMS = _study_arms()
 # The tests' tiny ViT on sklearn digits (tests/sweep/tiny_study.yaml), one epoch: ~20 s of training per trial.
 TINY = ["data.dataset=digits", "data.train_subset=0", "model.img_size=16", "model.patch_size=2", "model.in_chans=1",
         "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.pred_embed_dim=16", "model.pred_depth=1",
