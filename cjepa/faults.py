@@ -6,6 +6,8 @@ Never set ``CJEPA_TEST_FAULT`` in real use. It holds comma-separated faults:
   ``OSError(ENOSPC)`` after its first bytes, as a full disk would (as root no ``chmod`` makes a
   directory unwritable, and a real full disk cannot be arranged in a test);
   ``checkpoint_enospc=E``: the same from the checkpoint of epoch E on (the disk fills mid-run);
+* ``checkpoint_erofs``: the same with ``OSError(EROFS)``, as when the storage is remounted
+  read-only (the write fails at its first byte);
 * ``sigkill_step=N``: the main process of a run (rank 0) SIGKILLs itself after step N;
 * ``sigkill_checkpoint=E``: ... while writing the checkpoint of epoch E, after its first bytes,
   so the temp file is left half-written, as when a node dies mid-save.
@@ -96,8 +98,9 @@ class _FaultyFile:
     """A file wrapper that, once ``budget`` bytes were written, fails like a full disk or kills
     the process (the bytes so far stay in the temp file, as after a real crash)."""
 
-    def __init__(self, fh: IO[Any], path: Path, kill_marker: Path | None, budget: int = 4096) -> None:
-        self._fh, self._path, self._kill, self._left = fh, path, kill_marker, budget
+    def __init__(self, fh: IO[Any], path: Path, kill_marker: Path | None, budget: int = 4096,
+                 error: int = errno.ENOSPC) -> None:
+        self._fh, self._path, self._kill, self._left, self._error = fh, path, kill_marker, budget, error
 
     def write(self, data: Any) -> int:
         if len(data) > self._left:
@@ -105,7 +108,7 @@ class _FaultyFile:
                 self._fh.write(data[: self._left])
                 self._fh.flush()
                 _kill(self._kill)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._path))
+            raise OSError(self._error, os.strerror(self._error), str(self._path))
         self._left -= len(data)
         return self._fh.write(data)
 
@@ -122,4 +125,6 @@ def wrap_write(fh: IO[Any], path: Path) -> IO[Any]:
         return _FaultyFile(fh, path, kill_marker=marker)
     if _armed.pop("enospc", None) is not None or active().get("checkpoint_enospc", -1) == 0:
         return _FaultyFile(fh, path, kill_marker=None)
+    if "checkpoint_erofs" in active():
+        return _FaultyFile(fh, path, kill_marker=None, budget=0, error=errno.EROFS)
     return fh

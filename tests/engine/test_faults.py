@@ -95,15 +95,19 @@ def test_no_readable_checkpoint_is_one_line_naming_both(tmp_path, capsys):
     assert not (run / "metrics.jsonl").exists()
 
 
-def test_full_disk_stops_with_one_line_and_keeps_the_earlier_checkpoint(straight, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("fault, error", [("checkpoint_enospc", "No space left on device, ENOSPC"),
+                                          ("checkpoint_erofs", "Read-only file system, EROFS")])
+def test_full_disk_stops_with_one_line_and_keeps_the_earlier_checkpoint(fault, error, straight, tmp_path, capsys,
+                                                                         monkeypatch):
+    """A full disk (ENOSPC after 4 kB) or storage turned read-only (EROFS at the first byte)."""
     run = tmp_path / "run"
     assert _train(run, f"run.max_steps={SPE}") == 0  # epoch 1 checkpointed
     before = (run / "checkpoint.pt").read_bytes()
     capsys.readouterr()
-    monkeypatch.setenv("CJEPA_TEST_FAULT", "checkpoint_enospc")  # cjepa/faults.py: ENOSPC after 4 kB
+    monkeypatch.setenv("CJEPA_TEST_FAULT", fault)  # cjepa/faults.py
     assert _train(run) == 2  # epoch 2 trains, its checkpoint write fails
     line = _one_line(capsys.readouterr().err)
-    assert f"checkpoint {run / 'checkpoint.pt'}: cannot be written (No space left on device, ENOSPC)" in line
+    assert f"checkpoint {run / 'checkpoint.pt'}: cannot be written ({error})" in line
     assert "earlier checkpoints intact: checkpoint.pt" in line and "rerun the same command" in line
     assert (run / "checkpoint.pt").read_bytes() == before and load_checkpoint(run / "checkpoint.pt")["epoch"] == 1
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))  # no half-written file left
