@@ -20,7 +20,7 @@ CASES = [
     (["mask.context_scale=[0,1]"], ["mask.context_scale", "0 <"]),
     (["mask.target_scale=[0.1]"], ["mask.target_scale", "2 values"]),
     (["mask.num_targets=30"], ["mask.num_targets=30", "no context"]),
-    (["mask.num_targets=1"], ["pred_blocks", "mask.num_targets >= 2"]),
+    (["loss.vicreg_mode=pred_blocks", "mask.num_targets=1"], ["pred_blocks", "mask.num_targets >= 2"]),
     (["mask.min_keep=500"], ["mask.min_keep=500", "patches"]),
     (["loss.beta_sim=-1"], ["loss.beta_sim", ">= 0"]),
     (["loss.vicreg_mode=both"], ["loss.vicreg_mode", "pred_blocks"]),

@@ -10,7 +10,7 @@ import pytest
 
 from tests.dashboards.conftest import ARMS, TinyStudy, artifact_dir
 
-FIGURES = ("convergence.png", "collapse.png", "coefficient.png", "masks.png", "attention.png")
+FIGURES = ("convergence.png", "cpu_minutes.png", "collapse.png", "coefficient.png", "masks.png", "attention.png")
 
 
 def _png_size(path: Path) -> tuple[int, int]:

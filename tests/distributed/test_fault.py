@@ -127,7 +127,10 @@ def test_cli_workers_then_a_rerun_resumes_from_ray_storage(ray_local, tmp_path):
     assert load_checkpoint(tmp_path / "cli" / "checkpoint.pt")["step"] == 23
 
     starts = tmp_path / "starts.jsonl"
-    again = fit_distributed(load_config(None, overrides), num_workers=2, storage_path=str(tmp_path / "ray"),
+    from cjepa.config.presets import resolve_config_path
+
+    cli_cfg = load_config(resolve_config_path(None), overrides)  # what `cjepa train` builds: the default preset
+    again = fit_distributed(cli_cfg, num_workers=2, storage_path=str(tmp_path / "ray"),
                             tracking={"tracking_uri": uri, "experiment": "cli"}, reporters=killer(str(tmp_path)))
     assert sorted(json.loads(line)[1] for line in starts.read_text().splitlines()) == [1, 1]  # resumed
     assert again.metrics["epoch"] == 1.0

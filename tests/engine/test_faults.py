@@ -120,7 +120,7 @@ def test_full_disk_stops_with_one_line_and_keeps_the_earlier_checkpoint(fault, e
 
 
 def test_non_finite_loss_is_one_line_and_a_failed_mlflow_run(tmp_path, capsys):
-    """``optim.lr=1e6`` makes the loss NaN at step 2 on digits (seeded, so always the same step)."""
+    """``optim.lr=1e6`` makes the loss NaN at step 3 on digits with the CPU recipe (seeded, so always the same step)."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -131,10 +131,10 @@ def test_non_finite_loss_is_one_line_and_a_failed_mlflow_run(tmp_path, capsys):
     code = main(["train", "--tracking-uri", uri, "--experiment", "nan", *tiny_overrides(run, *FAST, "optim.lr=1e6")])
     assert code == 2
     line = _one_line(capsys.readouterr().err)
-    assert line.startswith("cjepa: error: non-finite loss at step 2 (loss=nan") and "lower optim.lr" in line
+    assert line.startswith("cjepa: error: non-finite loss at step 3 (loss=nan") and "lower optim.lr" in line
     (mlflow_run,) = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
     assert mlflow_run.info.status == "FAILED"
-    assert mlflow_run.data.tags["cjepa.failure"].startswith("TrainingError: non-finite loss at step 2 (loss=nan")
+    assert mlflow_run.data.tags["cjepa.failure"].startswith("TrainingError: non-finite loss at step 3 (loss=nan")
     assert not (run / "checkpoint.pt").exists()  # nothing durable was made from a NaN step
 
 
