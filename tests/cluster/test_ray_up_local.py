@@ -61,6 +61,10 @@ TINY = ["data.dataset=digits", "data.train_subset=0", "model.img_size=16", "mode
         "eval.every=1", "eval.train_samples=300", "eval.test_samples=200", "eval.linear_epochs=10", "run.epochs=1",
         "run.log_every=1000"]
 BOOTSTRAP = [Path.home() / "ray_bootstrap_config.yaml", Path.home() / "ray_bootstrap_key.pem"]  # `ray up` writes them
+# `ray down` runs a bare `ray stop` in the node's login shell (no cluster-config command wraps it): `ray`
+# must be on that shell's PATH, as a real node's setup gives it. The test puts the venv there for its
+# duration and restores ~/.bashrc after (saved with the files above).
+BASHRC = Path.home() / ".bashrc"
 
 
 def _procs() -> dict[int, tuple[str, str]]:
@@ -126,9 +130,11 @@ def test_ray_up_study_ray_down(no_other_ray: None, sshd: SshServer, tmp_path: Pa
     env = {**os.environ, **cluster.env()}
     env.pop("RAY_ADDRESS", None)
     log = tmp_path / "ray.log"
-    saved = {p: p.read_bytes() if p.exists() else None for p in BOOTSTRAP}
+    saved = {p: p.read_bytes() if p.exists() else None for p in (*BOOTSTRAP, BASHRC)}
     up = False
     try:
+        with BASHRC.open("a") as fh:
+            fh.write(f"\nexport PATH={Path(RAY).parent}:$PATH  # cjepa ray-up test, removed after it\n")
         # The commands of the README's "Running on a cluster" section, on the generated config.
         up = True
         rc = _run([RAY, "up", "-y", "--no-config-cache", str(config)], log, env, timeout=300)
