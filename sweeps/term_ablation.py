@@ -1,9 +1,11 @@
 """The paper's ablation table (ViT-B, 100 epochs, linear probe) as arms, plus the readings.
 
 Paper, Table 3 (linear probe %): I-JEPA (EMA only) 63.7; variance/covariance only 68.3;
-EMA + invariance 67.6; full C-JEPA (var/cov + inv) 69.5. We add EMA off with and without
-VICReg (the collapse case) and the three readings of which tensors the terms act on.
-The I-JEPA arm is the baseline of the paired differences.
+EMA + invariance 67.6; full C-JEPA (var/cov + inv) 69.5.
+We add EMA off with and without
+a regulariser (does VICReg or SIGReg alone prevent collapse?), the other readings of which tensors
+the VICReg terms act on (method.md §3) and LeJEPA's SIGReg at the same weight, with and without EMA.
+The I-JEPA arm is the baseline of the paired differences; every arm runs the same 3 seeds.
 
     python sweeps/term_ablation.py [--full] [--resume]
 """
@@ -21,6 +23,9 @@ ARMS = {
     "EMA off, no VICReg": {"ema.enabled": False, "loss.beta_vicreg": 0.0},
     "EMA off, C-JEPA": {"ema.enabled": False},
     "C-JEPA two_views": {"loss.vicreg_mode": "two_views"},
+    "C-JEPA pred_tokens": {"loss.vicreg_mode": "pred_tokens"},
+    "SIGReg (LeJEPA)": {"loss.vicreg_mode": "sigreg"},
+    "EMA off, SIGReg": {"ema.enabled": False, "loss.vicreg_mode": "sigreg"},
 }
 # The paper's "variance/covariance only" arm: whether EMA is kept there is not stated; we keep it.
 # The reading of the arms above is the base preset's: the CPU recipe's context_target on the laptop,
@@ -37,7 +42,7 @@ def make_study(full: bool) -> Study:
                      baseline="I-JEPA (EMA only)", seeds=(0, 1, 2), max_concurrent=2, workers_per_trial=8,
                      use_gpu=True)
     return Study(name="term_ablation", base="cjepa_fmnist_quick", arms={**ARMS, **OTHER_READING[False]},
-                 baseline="I-JEPA (EMA only)", seeds=(0, 1), max_concurrent=2, collapse_std=0.02, collapse_patience=2)
+                 baseline="I-JEPA (EMA only)", seeds=(0, 1, 2), max_concurrent=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""The beta_vicreg curve on the recipe: C-JEPA's accuracy against the weight of its VICReg terms.
+
+Finer and with more seeds than the main job (`vicreg_coeff.py`, 3 levels x 2 seeds, <= 10 min):
+six levels from 0 (= I-JEPA, the baseline of the paired differences) to 1, three paired seeds.
+The laptop reading is the CPU recipe's context_target; `--full` runs the paper's ViT-T/16 levels.
+
+    python sweeps/beta_curve.py            # laptop: 18 trials, ~25 min on 2 cores
+    python sweeps/beta_curve.py --full     # cluster: ViT-T/16 at 224 px, 100 epochs
+"""
+
+import sys
+
+from cjepa.sweep import Study
+from cjepa.sweep.cli import main
+
+
+def make_study(full: bool) -> Study:
+    if full:
+        return Study(name="beta_curve_full", base="cjepa_vit_t16", overrides=("run.epochs=100",),
+                     factors={"loss.beta_vicreg": [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]},
+                     baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=4, workers_per_trial=8,
+                     use_gpu=True)
+    return Study(name="beta_curve", base="cjepa_fmnist_quick",
+                 factors={"loss.beta_vicreg": [0.0, 0.01, 0.03, 0.1, 0.3, 1.0]},
+                 baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main(make_study, __doc__))

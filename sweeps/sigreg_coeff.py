@@ -1,0 +1,31 @@
+"""LeJEPA's SIGReg in C-JEPA's place: accuracy against its weight, under the same harness.
+
+SIGReg (Balestriero & LeCun 2025; cjepa/losses/sigreg.py) replaces the VICReg terms on the pooled
+context representation (`loss.vicreg_mode=sigreg`); its weight is `loss.beta_vicreg`. Level 0 is
+I-JEPA, the baseline of the paired differences. With and without EMA at one weight is an arm pair
+of `term_ablation.py`; this is the weight curve, with EMA, three paired seeds.
+
+    python sweeps/sigreg_coeff.py          # laptop: 12 trials, ~15 min on 2 cores
+    python sweeps/sigreg_coeff.py --full   # cluster: ViT-T/16 at 224 px, 100 epochs
+"""
+
+import sys
+
+from cjepa.sweep import Study
+from cjepa.sweep.cli import main
+
+
+def make_study(full: bool) -> Study:
+    if full:
+        return Study(name="sigreg_coeff_full", base="cjepa_vit_t16",
+                     overrides=("run.epochs=100", "loss.vicreg_mode=sigreg"),
+                     factors={"loss.beta_vicreg": [0.0, 1e-3, 1e-2, 5e-2, 1e-1]},
+                     baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=4, workers_per_trial=8,
+                     use_gpu=True)
+    return Study(name="sigreg_coeff", base="cjepa_fmnist_quick", overrides=("loss.vicreg_mode=sigreg",),
+                 factors={"loss.beta_vicreg": [0.0, 0.01, 0.1, 1.0]},
+                 baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main(make_study, __doc__))
