@@ -11,11 +11,16 @@ def add_report_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
                        description="Report over one study, from its directory or its MLflow experiment: "
                                    "report.html, ablation_table.md and PNGs, also logged on the study's parent run.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--study", metavar="DIR", help="study directory <storage>/<study> (results.parquet, study.json)")
+    src.add_argument("--study", metavar="DIR", nargs="+",
+                     help="study directory <storage>/<study> (results.parquet, study.json); several with --page")
     src.add_argument("--experiment", metavar="NAME", help="MLflow experiment of the study (= the study name)")
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow store (default: study.json's, else "
                                                          "$MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: <study dir>/report, or ./report-<NAME>)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: <study dir>/report, or ./report-<NAME>; "
+                                                "with --page: <page's folder>/results, one subfolder per study)")
+    p.add_argument("--page", metavar="FILE.md", help="also write one markdown page over all the --study dirs: "
+                                                     "the paper's claims with verdicts, per-epoch tables, "
+                                                     "convergence, collapse (e.g. docs/results.md)")
     p.add_argument("--baseline", metavar="ARM", help="arm for the paired differences (default: the study's)")
     p.add_argument("--attention-arms", nargs=2, metavar=("IJEPA_ARM", "CJEPA_ARM"),
                    help="the two arms of the attention figure (default: the paper's I-JEPA and C-JEPA arms)")

@@ -170,13 +170,7 @@ def log_to_parent(report: Report, data: StudyData) -> str | None:
     return data.parent_run_id
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    if args.study:
-        data = load_study_dir(args.study, args.tracking_uri, args.baseline)
-        out = Path(args.out) if args.out else Path(args.study) / "report"
-    else:
-        data = load_experiment(args.experiment, args.tracking_uri, args.baseline)
-        out = Path(args.out) if args.out else Path(f"report-{args.experiment}")
+def _one_report(args: argparse.Namespace, data: StudyData, out: Path) -> Report:
     arms = tuple(args.attention_arms) if args.attention_arms else None
     for arm in arms or ():
         if arm not in data.arms:
@@ -192,4 +186,42 @@ def cmd_report(args: argparse.Namespace) -> int:
         if report.artifact_run_id:
             print(f"[report] logged to MLflow run {report.artifact_run_id} (artifacts report/) at {data.tracking_uri}")
     print(f"[report] {report.html} ({len(report.pngs)} figures)")
+    return report
+
+
+def _check_page_args(args: argparse.Namespace) -> None:
+    from cjepa.errors import CJepaError
+
+    studies = args.study or []
+    if len(studies) > 1 and not args.page:
+        raise CJepaError("--study: several study directories need --page FILE.md (one page over them)")
+    if args.page and not args.page.endswith(".md"):
+        raise CJepaError(f"--page {args.page}: expected a markdown file name ending in .md")
+    if args.page and not studies:
+        raise CJepaError("--page: needs --study DIR [DIR ...] (the studies the page is about)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _check_page_args(args)
+    if not args.study:
+        data = load_experiment(args.experiment, args.tracking_uri, args.baseline)
+        _one_report(args, data, Path(args.out) if args.out else Path(f"report-{args.experiment}"))
+        return 0
+    loaded = [load_study_dir(s, args.tracking_uri, args.baseline) for s in args.study]  # every dir checked first
+    if not args.page:
+        _one_report(args, loaded[0], Path(args.out) if args.out else Path(args.study[0]) / "report")
+        return 0
+    from dashboards.results_page import page
+
+    page_path = Path(args.page)
+    root = Path(args.out) if args.out else page_path.parent / "results"
+    done = [(data, _one_report(args, data, root / data.name).out_dir) for data in loaded]
+    command = "cjepa report --study " + " ".join(args.study) + f" --page {args.page}" + \
+        (f" --out {args.out}" if args.out else "") + (" --no-images" if args.no_images else "")
+    page_path.parent.mkdir(parents=True, exist_ok=True)
+    from cjepa.atomic import atomic_write
+
+    text = page(done, page_path, command)
+    atomic_write(page_path, lambda fh: fh.write(text), binary=False)
+    print(f"[report] page {page_path} over {len(done)} studies")
     return 0
