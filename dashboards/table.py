@@ -26,8 +26,13 @@ TABLE_METRICS = ("linear_target", "knn_target", "linear_context", "knn_context")
 
 
 def paper_arm_of(data: StudyData, arm: str) -> str | None:
-    """The paper's arm that ``arm`` reproduces, from its config (dashboards.arms), not its label."""
-    return paper_arm(data.arm_config(arm))
+    """The paper's arm that ``arm`` reproduces, from its config, not its label: at the study's own
+    recipe where the arm is the only one with that arm's parts (dashboards.claims.table3_arms),
+    else with the paper's default coefficients (dashboards.arms.paper_arm)."""
+    from dashboards.claims import table3_arms  # claims imports this module's neighbours, not this one
+
+    at_recipe = {ours: paper for paper, ours in table3_arms(data).items()}
+    return at_recipe.get(arm) or paper_arm(data.arm_config(arm))
 
 
 def titled(arm: str, paper: str | None) -> str:

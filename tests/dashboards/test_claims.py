@@ -113,6 +113,9 @@ def test_page_over_two_studies_from_the_cli(tmp_path: Path) -> None:
     assert "**reproduces** (toy_a, linear_target): C-JEPA (var/cov + inv) > I-JEPA (EMA only)" in text
     assert "| C-JEPA | 62.0 ± " in text  # the per-epoch table: epoch 1 mean in %
     assert "| raw pixels |" in text  # the ablation table's reference rows
+    # Table 3's arms at the study's own recipe carry the paper's numbers; the other reading does not
+    assert "| C-JEPA (var/cov + inv) [C-JEPA] | ✓ | ✓ | ✓ | 69.5 |" in text
+    assert "| EMA + invariance [EMA+inv] | ✓ | – | ✓ | 67.6 |" in text and "| two_views | ✓ | ✓ | ✓ |  |" in text
     assert (tmp_path / "docs" / "results" / "toy_b" / "ablation_table.md").is_file()
     assert "(results/toy_a/report.html)" in text  # links relative to the page
 
