@@ -64,14 +64,20 @@ def _same(a: Any, b: Any) -> bool:
 
 def terms(cfg: dict[str, Any]) -> dict[str, bool]:
     """Which parts really act: a term is on when its switch is on *and* its weight is > 0
-    (``beta_sim=0`` is no invariance term, ``beta_vicreg=0`` no VICReg at all)."""
-    vicreg = float(value(cfg, "loss.beta_vicreg")) > 0
+    (``beta_sim=0`` is no invariance term, ``beta_vicreg=0`` no VICReg at all). SIGReg
+    (``vicreg_mode=sigreg``) replaces the VICReg terms, so none of them acts; ``pred_tokens`` has
+    no invariance term of its own (the JEPA loss plays that role), as in LossConfig.vicreg_on."""
+    weight = float(value(cfg, "loss.beta_vicreg")) > 0
+    mode = value(cfg, "loss.vicreg_mode")
+    vicreg = weight and mode != "sigreg"
 
     def on(switch: str, weight: str) -> bool:
         return vicreg and bool(value(cfg, switch)) and float(value(cfg, weight)) > 0
 
     return {"EMA": bool(value(cfg, "ema.enabled")), "var": on("loss.variance", "loss.beta_std"),
-            "cov": on("loss.covariance", "loss.beta_cov"), "inv": on("loss.invariance", "loss.beta_sim")}
+            "cov": on("loss.covariance", "loss.beta_cov"),
+            "inv": mode != "pred_tokens" and on("loss.invariance", "loss.beta_sim"),
+            "sigreg": weight and mode == "sigreg"}
 
 
 def parts_of(cfg: dict[str, Any] | None) -> dict[str, bool | None]:
@@ -90,7 +96,7 @@ def paper_arm(cfg: dict[str, Any] | None) -> str | None:
         return None
     t = terms(cfg)
     name = PAPER_PARTS.get((t["EMA"], t["var"] or t["cov"], t["inv"]))
-    if name is None or t["var"] != t["cov"]:  # the paper switches variance and covariance together
+    if name is None or t["var"] != t["cov"] or t["sigreg"]:  # the paper switches variance and covariance together
         return None
     keys = list(RECIPE_KEYS)
     if t["var"] or t["inv"]:

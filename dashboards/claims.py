@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 from cjepa.sweep.stats import Interval, mean_ci, paired_difference
-from dashboards.arms import PAPER_PARTS, PAPER_TABLE3, parts_of
+from dashboards.arms import PAPER_PARTS, PAPER_TABLE3, parts_of, terms
 from dashboards.load import StudyData
 
 #: The keys an ablation arm may change relative to the baseline (the Table 3 switches).
@@ -71,7 +71,8 @@ def table3_arms(data: StudyData) -> dict[str, str]:
         if cfg is None or not _differs_only_in_terms(cfg, base):
             continue
         parts = parts_of(cfg)
-        name = PAPER_PARTS.get((bool(parts["EMA"]), bool(parts["var/cov"]), bool(parts["inv"])))
+        name = None if terms(cfg)["sigreg"] else PAPER_PARTS.get((bool(parts["EMA"]), bool(parts["var/cov"]),
+                                                                  bool(parts["inv"])))
         if name:
             found.setdefault(name, []).append(arm)
     return {name: arms[0] for name, arms in found.items() if len(arms) == 1}

@@ -28,6 +28,7 @@ ARMS = {  # arm -> (config changes, linear_target at epoch 1 and 2 per seed 0, 1
                 [0.40, 0.41, 0.45]),
     "EMA off": ({"config.ema.enabled": False}, [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]),  # not a Table 3 arm
     "two_views": ({"config.loss.vicreg_mode": "two_views"}, [0.7, 0.7, 0.7], [0.7, 0.7, 0.7]),  # other reading
+    "SIGReg": ({"config.loss.vicreg_mode": "sigreg"}, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),  # no VICReg term: not I-JEPA
 }
 
 

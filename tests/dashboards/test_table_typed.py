@@ -19,7 +19,7 @@ from cjepa.config import Config
 from cjepa.sweep import Study
 from cjepa.sweep.results import write_results
 from cjepa.sweep.study import trial_config
-from dashboards.arms import flatten, paper_arm
+from dashboards.arms import flatten, paper_arm, parts_of
 from dashboards.load import load_study_dir
 from dashboards.plots import config_default
 from dashboards.report import build_report
@@ -129,6 +129,10 @@ def test_paper_arm_rules():
     assert paper_arm({"loss.beta_vicreg": 0.0, "ema.enabled": False}) is None
     assert paper_arm({"loss.beta_std": float("nan")}) == "C-JEPA (var/cov + inv)"  # a missing cell: the default
     assert paper_arm(None) is None
+    assert paper_arm({"loss.vicreg_mode": "sigreg"}) is None  # SIGReg replaces the terms: no paper arm
+    assert parts_of({"loss.vicreg_mode": "sigreg"}) == {"EMA": True, "var/cov": False, "inv": False}
+    assert parts_of({"loss.vicreg_mode": "pred_tokens"}) == {"EMA": True, "var/cov": True, "inv": False}
+    assert paper_arm({"loss.vicreg_mode": "sigreg", "loss.beta_vicreg": 0.0}) == "I-JEPA (EMA only)"  # weight 0
 
 
 def test_logging_the_report_links_it_in_the_parent_runs_note(tmp_path):
