@@ -38,6 +38,7 @@ CONVERGENCE: dict[str, tuple[str, str]] = {
     "vicreg_inv": ("VICReg invariance (unweighted)", "mean squared difference"),
     "vicreg_var": ("VICReg variance (unweighted)", "hinge on per-feature std"),
     "vicreg_cov": ("VICReg covariance (unweighted)", "sum of squared off-diag. cov. / D"),
+    "sigreg": ("SIGReg statistic (unweighted)", "Epps-Pulley, mean over directions"),
 }
 COLLAPSE: dict[str, tuple[str, str]] = {
     "target_std_mean_normalized": ("Collapse: normalised std of target features",
@@ -143,7 +144,11 @@ def _grid_figure(data: StudyData, panels: dict[str, tuple[str, str]], path: Path
 
 
 def convergence_plot(data: StudyData, path: Path) -> Path:
-    return _grid_figure(data, CONVERGENCE, path, "Convergence per arm", cols=4)
+    """The panels the study logged: accuracy of the encoders it evaluated (``eval.encoders`` may
+    be the target alone), the JEPA loss and each regulariser term (a SIGReg study has no VICReg
+    terms, an I-JEPA-only one neither)."""
+    panels = {m: v for m, v in CONVERGENCE.items() if data.has(m)}
+    return _grid_figure(data, panels, path, "Convergence per arm", cols=4)
 
 
 def collapse_plot(data: StudyData, path: Path) -> Path:

@@ -126,3 +126,13 @@ def test_several_studies_without_a_page_is_one_clear_line(tmp_path: Path) -> Non
                            "--no-mlflow"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "several study directories need --page" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_convergence_figure_draws_the_terms_a_study_logged(data: StudyData, tmp_path: Path) -> None:
+    """A SIGReg study logs ``sigreg`` and no VICReg term: the figure has the panels it can fill
+    (it failed with KeyError 'vicreg_inv' on the SIGReg weight study)."""
+    from dashboards import plots
+
+    data.df["sigreg"] = 0.5
+    out = plots.convergence_plot(data, tmp_path / "convergence.png")
+    assert out.is_file() and out.stat().st_size > 10_000
