@@ -132,10 +132,17 @@ IJEPA = PAPER_PARTS[(True, False, False)]
 
 def infer_baseline(data: StudyData) -> str | None:
     """Without a recorded baseline: the arm whose config is I-JEPA's (EMA on, no VICReg term acting,
-    the default EMA schedule); for an older table without configs, an arm named after I-JEPA; else none."""
+    the default EMA schedule); else the only arm that is I-JEPA at the study's own recipe (EMA on,
+    no regulariser at all); for an older table without configs, an arm named after I-JEPA; else none."""
     for arm in data.arms:
         if paper_arm(data.arm_config(arm)) == IJEPA:
             return arm
+    from dashboards.arms import terms
+
+    plain = [a for a in data.arms if (cfg := data.arm_config(a)) is not None
+             and terms(cfg) == {"EMA": True, "var": False, "cov": False, "inv": False, "sigreg": False}]
+    if len(plain) == 1:
+        return plain[0]
     return next((a for a in data.arms if a.startswith("I-JEPA") and data.arm_config(a) is None), None)
 
 

@@ -136,3 +136,12 @@ def test_convergence_figure_draws_the_terms_a_study_logged(data: StudyData, tmp_
     data.df["sigreg"] = 0.5
     out = plots.convergence_plot(data, tmp_path / "convergence.png")
     assert out.is_file() and out.stat().st_size > 10_000
+
+
+def test_the_baseline_is_inferred_at_the_studys_recipe(tmp_path: Path) -> None:
+    """A committed results table without study.json (docs/results/<study>/results.parquet): the
+    baseline is the one arm with EMA and no regulariser, even when the recipe is not the paper's."""
+    from dashboards.load import load_study_dir
+
+    table().to_parquet(tmp_path / "results.parquet")
+    assert load_study_dir(tmp_path).baseline == "I-JEPA"
