@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pandas as pd
+
 from cjepa.sweep.stats import Interval, mean_ci, paired_difference
 from dashboards.arms import PAPER_PARTS, PAPER_TABLE3, parts_of, terms
 from dashboards.load import StudyData
@@ -42,14 +44,14 @@ class Claim:
     verdict: str
 
 
-def verdict(diff: Interval | None, expected_sign: int = 1) -> str:
-    """``reproduces`` / ``not resolved`` / ``reversed`` from a paired interval (see the module doc)."""
+def verdict(diff: Interval | None) -> str:
+    """``reproduces`` / ``not resolved`` / ``reversed`` from a paired interval of better minus worse
+    (see the module doc)."""
     if diff is None or diff.n < 2 or math.isnan(diff.low):
         return "not measured (fewer than 2 paired seeds)"
-    low, high = diff.low * expected_sign, diff.high * expected_sign
-    if low > 0:
+    if diff.low > 0:
         return "reproduces"
-    if high < 0:
+    if diff.high < 0:
         return "reversed"
     return "not resolved"
 
@@ -78,10 +80,15 @@ def table3_arms(data: StudyData) -> dict[str, str]:
     return {name: arms[0] for name, arms in found.items() if len(arms) == 1}
 
 
+def _by_seed(rows: pd.DataFrame, arm: str, metric: str) -> dict[int, float]:
+    """seed -> value of ``metric`` for ``arm`` among ``rows`` (one row per seed)."""
+    mine = rows[(rows["arm"] == arm) & rows[metric].notna()]
+    return dict(zip(mine["seed"].astype(int), mine[metric].astype(float)))
+
+
 def final_by_seed(data: StudyData, arm: str, metric: str) -> dict[int, float]:
-    final = data.final()
-    rows = final[(final["arm"] == arm) & final[metric].notna()] if metric in final else final.iloc[0:0]
-    return {int(r["seed"]): float(r[metric]) for _, r in rows.iterrows()}
+    """Each trial's last epoch (a trial ASHA stopped early counts with the epoch it reached)."""
+    return _by_seed(data.final(), arm, metric)
 
 
 def ordering_claims(data: StudyData, metrics: tuple[str, ...] = ("linear_target", "knn_target")) -> list[Claim]:
@@ -109,7 +116,6 @@ class Reach:
     arm: str
     epoch: int | None  # None: never within the study's epochs
     cpu_min: float | None
-    curve: list[float]  # mean over seeds per epoch
 
 
 def mean_curve(data: StudyData, arm: str, metric: str) -> dict[int, float]:
@@ -124,12 +130,11 @@ def reach(data: StudyData, arm: str, metric: str, level: float) -> Reach:
     if epoch is not None and data.has("train_cpu_min"):
         rows = data.df[(data.df["arm"] == arm) & (data.df["epoch"] == epoch)]
         cpu = float(rows["train_cpu_min"].mean())
-    return Reach(arm, epoch, cpu, [curve[e] for e in sorted(curve)])
+    return Reach(arm, epoch, cpu)
 
 
 def at_epoch(data: StudyData, arm: str, metric: str, epoch: int) -> dict[int, float]:
-    rows = data.df[(data.df["arm"] == arm) & (data.df["epoch"] == epoch) & data.df[metric].notna()]
-    return {int(r["seed"]): float(r[metric]) for _, r in rows.iterrows()}
+    return _by_seed(data.df[data.df["epoch"] == epoch], arm, metric)
 
 
 def convergence_claim(data: StudyData, metric: str = "linear_target") -> tuple[Claim, list[Reach]] | None:

@@ -215,13 +215,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     page_path = Path(args.page)
     root = Path(args.out) if args.out else page_path.parent / "results"
+    for folder, flag in ((page_path.parent, "--page"), (root, "--out")):  # before any report is drawn
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from cjepa.errors import CJepaError
+
+            raise CJepaError(f"{flag}: cannot create the folder {folder} ({exc.strerror or exc})") from None
     done = [(data, _one_report(args, data, root / data.name).out_dir) for data in loaded]
     command = "cjepa report --study " + " ".join(args.study) + f" --page {args.page}" + \
         (f" --out {args.out}" if args.out else "") + (" --no-images" if args.no_images else "")
-    page_path.parent.mkdir(parents=True, exist_ok=True)
     from cjepa.atomic import atomic_write
+    from cjepa.errors import CJepaError
 
     text = page(done, page_path, command)
-    atomic_write(page_path, lambda fh: fh.write(text), binary=False)
+    try:
+        atomic_write(page_path, lambda fh: fh.write(text), binary=False)
+    except OSError as exc:
+        raise CJepaError(f"--page {page_path}: cannot write it ({exc.strerror or exc})") from None
     print(f"[report] page {page_path} over {len(done)} studies")
     return 0

@@ -18,16 +18,14 @@ from pathlib import Path
 from cjepa.sweep.stats import Interval, mean_ci
 from dashboards.claims import Claim, Reach, convergence_claim, ordering_claims, per_epoch
 from dashboards.load import StudyData
+from dashboards.table import signed
 
 COLLAPSE_METRICS = (("target_std_mean_normalized", "target std (normalised; 0 = collapsed)"),
                     ("target_eff_rank", "target effective rank (1 = collapsed)"))
 
 
 def _signed(iv: Interval | None) -> str:
-    if iv is None:
-        return ""
-    text = iv.fmt()
-    return text if text.startswith("-") or text == "n/a" else "+" + text
+    return "" if iv is None else signed(iv)
 
 
 def claims_table(claims: Sequence[Claim]) -> list[str]:

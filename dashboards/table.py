@@ -89,11 +89,12 @@ def _cells(row: Row, metrics: list[str], baseline: str | None) -> list[str]:
         if row.reference:
             cells.append("")
         else:
-            cells.append("(baseline)" if row.arm == baseline else (_signed(diff) if diff is not None else "n/a"))
+            cells.append("(baseline)" if row.arm == baseline else (signed(diff) if diff is not None else "n/a"))
     return cells
 
 
-def _signed(iv: Interval) -> str:
+def signed(iv: Interval) -> str:
+    """An interval with its sign always shown (``+5.0 ± 1.2``): a difference, not a level."""
     text = iv.fmt()
     return text if text.startswith("-") or text == "n/a" else "+" + text
 

@@ -4,7 +4,7 @@ Finer and with more seeds than the main job (`vicreg_coeff.py`, 3 levels x 2 see
 six levels from 0 (= I-JEPA, the baseline of the paired differences) to 1, three paired seeds.
 The laptop reading is the CPU recipe's context_target; `--full` runs the paper's ViT-T/16 levels.
 
-    python sweeps/beta_curve.py            # laptop: 18 trials, ~25 min on 2 cores
+    python sweeps/beta_curve.py            # laptop: 18 trials, 22 min on 2 cores (measured 2026-12-02)
     python sweeps/beta_curve.py --full     # cluster: ViT-T/16 at 224 px, 100 epochs
 """
 

@@ -5,7 +5,7 @@ context representation (`loss.vicreg_mode=sigreg`); its weight is `loss.beta_vic
 I-JEPA, the baseline of the paired differences. With and without EMA at one weight is an arm pair
 of `term_ablation.py`; this is the weight curve, with EMA, three paired seeds.
 
-    python sweeps/sigreg_coeff.py          # laptop: 12 trials, ~15 min on 2 cores
+    python sweeps/sigreg_coeff.py          # laptop: 12 trials, 12 min on 2 cores (measured 2026-12-02)
     python sweeps/sigreg_coeff.py --full   # cluster: ViT-T/16 at 224 px, 100 epochs
 """
 

@@ -139,9 +139,22 @@ def test_convergence_figure_draws_the_terms_a_study_logged(data: StudyData, tmp_
 
 
 def test_the_baseline_is_inferred_at_the_studys_recipe(tmp_path: Path) -> None:
-    """A committed results table without study.json (docs/results/<study>/results.parquet): the
-    baseline is the one arm with EMA and no regulariser, even when the recipe is not the paper's."""
+    """A results table without study.json (or whose MLflow store is gone): the baseline is the one
+    arm with EMA and no regulariser, even when the recipe is not the paper's."""
     from dashboards.load import load_study_dir
 
     table().to_parquet(tmp_path / "results.parquet")
     assert load_study_dir(tmp_path).baseline == "I-JEPA"
+
+
+def test_a_page_that_cannot_be_written_is_one_clear_line(tmp_path: Path) -> None:
+    d = tmp_path / "study"
+    d.mkdir()
+    table().to_parquet(d / "results.parquet")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = subprocess.run([sys.executable, "-m", "cjepa", "report", "--study", str(d), "--page",
+                           str(blocker / "results.md"), "--no-images", "--no-mlflow"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"cjepa: error: --page: cannot create the folder {blocker}")
