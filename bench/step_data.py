@@ -35,6 +35,7 @@ class Variant:
     trainable_params: int
     notes: str = ""
     model: nn.Module | None = None  # ours: the CJEPA, for a lever that changes it after building
+    autocast: torch.dtype | None = None  # ours: the step's autocast dtype (None: fp32)
 
 
 def count_params(*modules: nn.Module) -> int:

@@ -21,10 +21,14 @@ OURS: dict[str, list[str]] = {
     "ijepa": ["loss.beta_vicreg=0"],
     "cjepa_context_target": ["loss.vicreg_mode=context_target"],
     "cjepa_two_views": ["loss.vicreg_mode=two_views"],
+    # bf16 autocast on CPU; run.attention=auto then takes timm's explicit attention (cjepa/model/attention.py)
+    "ijepa_bf16": ["loss.beta_vicreg=0", "run.precision=bf16"],
+    "cjepa_context_target_bf16": ["loss.vicreg_mode=context_target", "run.precision=bf16"],
 }
 # Levers measured on top of our I-JEPA (issue 14): name -> (base variant, what is changed).
 LEVERS: dict[str, tuple[str, str]] = {
     "ijepa_math_attn": ("ijepa", "timm's explicit softmax attention instead of F.scaled_dot_product_attention"),
+    "ijepa_bf16_sdpa": ("ijepa_bf16", "bf16 autocast with F.scaled_dot_product_attention (run.attention=sdpa)"),
 }
 LIGHTLY = ("lightly_timm", "lightly_tv")
 OFFICIAL = "official_ijepa"
@@ -36,14 +40,19 @@ def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: in
     """One of our steps, built exactly as the trainer builds it (cjepa.engine.step.train_step)."""
     from cjepa.config import load_config
     from cjepa.engine.step import build_optimizer, train_step
+    from cjepa.engine.trainer import resolve_autocast
     from cjepa.method import CJEPA
+    from cjepa.model import resolve_attention, set_attention
 
     cfg = load_config(config, [*overrides, *OURS[name], f"optim.batch_size={batch_size}"])
-    if name != "ijepa" and not cfg.loss.vicreg_on:
+    if not name.startswith("ijepa") and not cfg.loss.vicreg_on:
         raise SystemExit(f"variant {name}: the config turns VICReg off (loss.beta_vicreg={cfg.loss.beta_vicreg}); "
                          "benchmark a C-JEPA config")
     torch.manual_seed(seed)
     model = CJEPA(cfg)
+    cpu = torch.device("cpu")
+    autocast = resolve_autocast(cfg, cpu)  # as the trainer: the precision and the attention kernel it implies
+    set_attention(model, resolve_attention(cfg.run.attention, cpu, autocast))
     optimizer = build_optimizer(model, cfg.optim)
     model.train()
     lr, wd, momentum = cfg.optim.lr, cfg.optim.weight_decay, cfg.ema.start
@@ -55,21 +64,21 @@ def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: in
         batch: dict[str, Any] = {"step": 0, "images": b.images, "masks": Masks(b.context, b.targets)}
         if two_views:
             batch["images2"] = b.images2
-        return train_step(model, optimizer, batch, lr, wd, momentum, None, cfg.optim.grad_clip)["loss"]
+        return train_step(model, optimizer, batch, lr, wd, momentum, autocast, cfg.optim.grad_clip)["loss"]
 
     mode = cfg.loss.vicreg_mode if cfg.loss.vicreg_on else "off (beta_vicreg=0)"
-    return Variant(name, "ours", step, count_params(model), f"vicreg {mode}", model)
+    precision = " bf16 autocast" if autocast is not None else ""
+    return Variant(name, "ours", step, count_params(model), f"vicreg {mode}{precision}", model, autocast)
 
 
 def build_lever(name: str, config: Path, overrides: Sequence[str], batch_size: int, seed: int) -> Variant:
     """Our step with one lever pulled; the same weights, optimizer and batches as its base variant."""
     base, what = LEVERS[name]
     v = build_ours(base, config, overrides, batch_size, seed)
-    if name == "ijepa_math_attn":
-        for module in v.model.modules():
-            if hasattr(module, "fused_attn"):
-                module.fused_attn = False
-    return Variant(name, "ours", v.step, v.trainable_params, what, v.model)
+    from cjepa.model import set_attention
+
+    set_attention(v.model, "sdpa" if name == "ijepa_bf16_sdpa" else "math")
+    return Variant(name, "ours", v.step, v.trainable_params, what, v.model, v.autocast)
 
 
 def build(name: str, args: argparse.Namespace) -> Variant:

@@ -43,6 +43,7 @@ CJEPA = [  # (id, argv of `cjepa`, words the one line must contain)
     ("override-fraction-int", ["config", "model.depth=2.5"], ["model.depth: expected an integer, got 2.5"]),
     ("override-hflip-range", ["config", "data.hflip=1.5"], ["data.hflip", "[0.0, 1.0]", "1.5"]),
     ("override-zero-epochs", ["config", "run.epochs=0"], ["run.epochs: expected a positive value, got 0"]),
+    ("override-attention", ["config", "run.attention=flash"], ["run.attention", "auto, sdpa, math", "'flash'"]),
     ("override-encoder", ["config", "eval.encoders=[student]"], ["eval.encoders", "target, context", "'student'"]),
     ("override-pooling", ["config", "eval.poolings=[mean,grid99]"], ["'grid99'", "1 <= K <= 7"]),
     ("override-betas-length", ["config", "optim.betas=[0.9]"], ["optim.betas: expected 2 values"]),

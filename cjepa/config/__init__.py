@@ -12,6 +12,7 @@ still need the same validation code.
 
 from cjepa.config.loading import apply_dict, coerce, from_dict, load_config, read_yaml, set_value
 from cjepa.config.schema import (
+    ATTENTIONS,
     DATASETS,
     DEVICES,
     EMA_SCHEDULES,
@@ -30,7 +31,7 @@ from cjepa.config.schema import (
 )
 from cjepa.config.validation import check_output_dir, validate
 
-__all__ = ["DATASETS", "DEVICES", "EMA_SCHEDULES", "JEPA_LOSSES", "PRECISIONS", "VICREG_MODES", "Config", "DataConfig",
-           "EMAConfig", "EvalConfig", "LossConfig", "MaskConfig", "ModelConfig", "OptimConfig", "RunConfig",
-           "apply_dict", "check_output_dir", "coerce", "from_dict", "load_config", "read_yaml", "set_value",
-           "validate"]
+__all__ = ["ATTENTIONS", "DATASETS", "DEVICES", "EMA_SCHEDULES", "JEPA_LOSSES", "PRECISIONS", "VICREG_MODES",
+           "Config", "DataConfig", "EMAConfig", "EvalConfig", "LossConfig", "MaskConfig", "ModelConfig",
+           "OptimConfig", "RunConfig", "apply_dict", "check_output_dir", "coerce", "from_dict", "load_config",
+           "read_yaml", "set_value", "validate"]

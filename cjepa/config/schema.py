@@ -20,6 +20,7 @@ EMA_SCHEDULES = ("linear", "cosine", "constant")
 DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+ATTENTIONS = ("auto", "sdpa", "math")  # run.attention: cjepa/model/attention.py
 
 
 @dataclass
@@ -160,6 +161,9 @@ class RunConfig:
     log_every: int = 50  # steps between console lines
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # Attention kernel (cjepa/model/attention.py): auto = timm's explicit softmax for bf16 training
+    # on CPU (SDPA's bf16 CPU backward is slow), PyTorch's SDPA elsewhere; "sdpa" / "math" force one.
+    attention: str = "auto"
     threads: int = 0  # 0: torch's default
 
 
@@ -192,7 +196,7 @@ class Config:
         """A short hash of the resolved config (ignoring where outputs go)."""
         d = self.to_dict()
         d["run"] = {k: v for k, v in d["run"].items()
-                    if k not in ("output_dir", "resume", "max_steps", "log_every", "threads")}
+                    if k not in ("output_dir", "resume", "max_steps", "log_every", "threads", "attention")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cjepa.config.mask_rules import check_masks
 from cjepa.config.schema import (
+    ATTENTIONS,
     DATASETS,
     DEVICES,
     EMA_SCHEDULES,
@@ -125,6 +126,7 @@ def _validate_run(cfg: Config) -> None:
     _positive("run.log_every", run.log_every)
     _choice("run.device", run.device, DEVICES)
     _choice("run.precision", run.precision, PRECISIONS)
+    _choice("run.attention", run.attention, ATTENTIONS)
     if not run.output_dir:
         raise ConfigError("run.output_dir: must not be empty")
 

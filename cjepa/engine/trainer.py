@@ -35,7 +35,7 @@ from cjepa.engine.schedules import Schedules
 from cjepa.engine.step import build_optimizer, train_step
 from cjepa.masks import MultiBlockMaskGenerator, save_mask_png
 from cjepa.method import CJEPA, needs_second_view, unwrap
-from cjepa.model import global_batchnorm
+from cjepa.model import global_batchnorm, resolve_attention, set_attention
 
 
 @dataclass
@@ -143,7 +143,9 @@ def _build(cfg: Config) -> _Run:
     sched = Schedules(cfg, StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed).steps_per_epoch)
     torch.manual_seed(cfg.run.seed)  # identical initial weights in every process
     model = CJEPA(cfg).to(device)
-    run = _Run(cfg, rank, world, device, resolve_autocast(cfg, device), dataset, mask_gen, sched, model,
+    autocast = resolve_autocast(cfg, device)
+    set_attention(model, resolve_attention(cfg.run.attention, device, autocast))
+    run = _Run(cfg, rank, world, device, autocast, dataset, mask_gen, sched, model,
                build_optimizer(model, cfg.optim), Path(cfg.run.output_dir) / CHECKPOINT_NAME)
     if rank == 0:  # a killed checkpoint write leaves a temp file that is never complete
         remove_stale_temp_files(run.ckpt_path.parent)
