@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("knn_target", "linear_target", "knn_context", "linear_context", "target_eff_rank", "loss_jepa")
 PRECISIONS = ("fp32", "bf16")
+FORMAT = {"img_per_s": (1.0, 1), "target_eff_rank": (1.0, 1), "loss_jepa": (1.0, 4)}  # (scale, digits)
 
 
 def train_once(preset: str, precision: str, seed: int, out: Path, overrides: list[str]) -> dict:
@@ -34,7 +35,8 @@ def train_once(preset: str, precision: str, seed: int, out: Path, overrides: lis
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"{precision} seed {seed} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"{precision} seed {seed} failed ({run_dir}): {last}")
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return {**json.loads(lines[-1]), "wall_s": time.perf_counter() - start}
 
@@ -62,6 +64,14 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("override", nargs="*", help="dotted overrides for every run")
     args = p.parse_args()
+    from cjepa.config import load_config
+    from cjepa.config.presets import resolve_config_path
+    from cjepa.errors import CJepaError
+
+    try:  # bad input: one clear line before any run starts
+        load_config(resolve_config_path(args.preset), [*args.override, "run.precision=bf16"])
+    except (CJepaError, OSError) as exc:
+        raise SystemExit(f"precision_accuracy: {exc}") from None
 
     jobs = [(prec, s) for s in args.seeds for prec in PRECISIONS]  # a seed's two runs side by side
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -70,9 +80,7 @@ def main() -> None:
     rows = compare(runs, args.seeds)
     print(f"{args.preset}, seeds {args.seeds}: last epoch, mean ± 95 % CI; bf16 - fp32 paired over seeds")
     for r in rows:
-        scale, digits = (1.0, 1) if r["metric"] in ("img_per_s", "target_eff_rank") else (100.0, 1)
-        if r["metric"] == "loss_jepa":
-            scale, digits = 1.0, 4
+        scale, digits = FORMAT.get(r["metric"], (100.0, 1))  # accuracies in %
         print(f"  {r['metric']:16s} fp32 {r['fp32'].fmt(scale, digits):>14s}  bf16 {r['bf16'].fmt(scale, digits):>14s}"
               f"  diff {r['diff'].fmt(scale, digits):>14s}")
     if args.json:

@@ -6,7 +6,7 @@ are the same to ~1e-6 (tests/model/test_attention.py).
 
 Why a switch at all (issue 14, docs/benchmarks.md "bf16 on CPU"): on this project's CPU
 (AVX512-BF16) a bf16 autocast training step with SDPA is *slower* than fp32, because SDPA's CPU
-flash-attention backward in bf16 is ~10x slower than its fp32 one at 49-token sequences, while
+flash-attention backward in bf16 takes more time than every matmul of the step together, while
 the explicit form's attention matmuls run on oneDNN's bf16 GEMMs like the rest of the step. In
 fp32 and for inference the two kernels are within noise, so ``auto`` keeps SDPA there.
 """

@@ -1,7 +1,7 @@
 """The attention-kernel switch (``run.attention``, issue 14): same network, same fp32 results.
 
 Why: bf16 training on CPU takes timm's explicit attention instead of SDPA (SDPA's bf16 CPU backward
-is ~10x slower at these sequence lengths; docs/benchmarks.md). A kernel switch is only safe if it
+outweighs every matmul of the step; docs/benchmarks.md). A kernel switch is only safe if it
 changes nothing but speed: in fp32 both kernels must give the same losses and weights step by
 step, and the trainer must pick the kernel ``auto`` promises.
 """
