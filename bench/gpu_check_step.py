@@ -48,8 +48,8 @@ def _sync(device: torch.device) -> None:
 def _measure(config: Path, overrides: list[str], batch_size: int, device: torch.device, steps: int, warmup: int,
              nbatches: int, compile_: bool, peak: float | None) -> dict[str, Any]:
     from cjepa.config import load_config
+    from cjepa.engine.precision import resolve_autocast
     from cjepa.engine.step import build_optimizer, train_step
-    from cjepa.engine.trainer import resolve_autocast
     from cjepa.masks import Masks
     from cjepa.method import CJEPA
 

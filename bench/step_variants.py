@@ -15,13 +15,16 @@ from typing import Any
 import torch
 from step_data import Batch, Variant, count_params
 
-# Our variants: name -> dotted overrides applied on top of the config (method.md §3).
+# Our variants: name -> dotted overrides applied on top of the config (method.md §3). The plain
+# names train in fp32 (run.precision=auto would take bf16 on a native-bf16 CPU), like the official
+# code on CPU, so that fp32 is compared with fp32.
 OURS: dict[str, list[str]] = {
-    "cjepa": ["loss.vicreg_mode=pred_blocks"],
-    "ijepa": ["loss.beta_vicreg=0"],
-    "cjepa_context_target": ["loss.vicreg_mode=context_target"],
-    "cjepa_two_views": ["loss.vicreg_mode=two_views"],
-    # bf16 autocast on CPU; run.attention=auto then takes timm's explicit attention (cjepa/model/attention.py)
+    "cjepa": ["loss.vicreg_mode=pred_blocks", "run.precision=fp32"],
+    "ijepa": ["loss.beta_vicreg=0", "run.precision=fp32"],
+    "cjepa_context_target": ["loss.vicreg_mode=context_target", "run.precision=fp32"],
+    "cjepa_two_views": ["loss.vicreg_mode=two_views", "run.precision=fp32"],
+    # bf16 autocast on CPU (the CPU presets' default where bf16 is native); run.attention=auto then
+    # takes timm's explicit attention (cjepa/model/attention.py)
     "ijepa_bf16": ["loss.beta_vicreg=0", "run.precision=bf16"],
     "cjepa_context_target_bf16": ["loss.vicreg_mode=context_target", "run.precision=bf16"],
 }
@@ -33,14 +36,14 @@ LEVERS: dict[str, tuple[str, str]] = {
 LIGHTLY = ("lightly_timm", "lightly_tv")
 OFFICIAL = "official_ijepa"
 ALL_VARIANTS = (*OURS, *LEVERS, OFFICIAL, *LIGHTLY)
-DEFAULT_VARIANTS = ("cjepa", "ijepa", OFFICIAL, *LIGHTLY)
+DEFAULT_VARIANTS = ("cjepa", "ijepa", "ijepa_bf16", OFFICIAL, *LIGHTLY)
 
 
 def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: int, seed: int) -> Variant:
     """One of our steps, built exactly as the trainer builds it (cjepa.engine.step.train_step)."""
     from cjepa.config import load_config
+    from cjepa.engine.precision import resolve_autocast
     from cjepa.engine.step import build_optimizer, train_step
-    from cjepa.engine.trainer import resolve_autocast
     from cjepa.method import CJEPA
     from cjepa.model import resolve_attention, set_attention
 

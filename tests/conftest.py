@@ -18,7 +18,11 @@ TINY = [
 
 
 def tiny_overrides(run_dir: Path, *extra: str) -> list[str]:
-    return [*TINY, f"run.output_dir={run_dir}", f"data.cache_dir={run_dir.parent / 'cache'}", *extra]
+    """TINY in ``run_dir``, in fp32 even where ``run.precision=auto`` would train in bf16 (a CPU
+    with native bf16): the tiny runs' exact comparisons (resume, DDP equivalence) then hold on
+    every machine. A test of bf16 asks for it in ``extra`` (later overrides win)."""
+    return [*TINY, "run.precision=fp32", f"run.output_dir={run_dir}", f"data.cache_dir={run_dir.parent / 'cache'}",
+            *extra]
 
 
 @pytest.fixture(autouse=True, scope="session")

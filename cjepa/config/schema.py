@@ -143,8 +143,8 @@ class EvalConfig:
     raw_baseline: bool = True
     random_baseline: bool = True  # also score the encoder as initialised (rand_knn_acc, rand_linear_acc)
     # Feature extraction. Batch 128 is faster on CPU than 512 (activations stay in cache) and gives
-    # the same fp32 features. precision "auto": the training autocast where there is one (bf16 on
-    # CUDA), else bf16 on a CPU with native bf16 (AVX512-BF16/AMX), else fp32; "fp32" forces fp32.
+    # the same fp32 features. precision "auto": the training autocast where there is one, else bf16
+    # on a CPU with native bf16 (AVX512-BF16/AMX), else fp32; "fp32" forces fp32.
     # Features are pooled and probed in fp32 either way (docs/benchmarks.md, "Evaluation cost").
     batch_size: int = 128
     precision: str = "auto"
@@ -160,7 +160,9 @@ class RunConfig:
     max_steps: int = 0  # >0: stop (and checkpoint) after this global step; schedules still span all epochs
     log_every: int = 50  # steps between console lines
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bf16 autocast where bf16 is native (CUDA; a CPU with AVX512-BF16/AMX), else fp32
+    # (cjepa/engine/precision.py); "fp32" / "bf16" force one.
+    precision: str = "auto"
     # Attention kernel (cjepa/model/attention.py): auto = timm's explicit softmax for bf16 training
     # on CPU (SDPA's bf16 CPU backward is slow), PyTorch's SDPA elsewhere; "sdpa" / "math" force one.
     attention: str = "auto"

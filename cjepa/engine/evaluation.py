@@ -7,7 +7,7 @@ features of the target and context encoders every ``eval.every`` epochs.
 
 Cost: the forward passes are ~95 % of an evaluation, the probes and collapse figures the rest.
 They run ``eval.batch_size`` images at a time (128: faster on CPU than 512, same fp32 features)
-under ``eval.precision`` (:func:`eval_autocast`; with bf16 on a CPU with native bf16 the quick
+under ``eval.precision`` (:func:`cjepa.engine.precision.eval_autocast`; with bf16 on a CPU with native bf16 the quick
 study's evaluation takes 1.8x less CPU and no probe moves beyond noise, docs/benchmarks.md
 "Evaluation cost").
 """
@@ -21,6 +21,7 @@ from torch import nn
 
 from cjepa.config import Config
 from cjepa.data import dataset_stats, eval_view, load_split
+from cjepa.engine.precision import eval_autocast
 from cjepa.eval import (
     cached_scores,
     collapse_metrics,
@@ -34,28 +35,6 @@ from cjepa.method import CJEPA
 from cjepa.metrics import baseline_name, probe_name
 
 PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
-
-
-def eval_autocast(precision: str, device: torch.device, train_autocast: torch.dtype | None) -> torch.dtype | None:
-    """The autocast dtype of evaluation's forward passes (None: the encoder's own fp32).
-
-    ``auto`` follows training where it autocasts (bf16 on CUDA) and otherwise takes bf16 only on
-    a CPU that computes it natively (AVX512-BF16 or AMX): there bf16 matmuls are ~2x the fp32
-    rate, elsewhere oneDNN would emulate them, slower than fp32.
-    """
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or train_autocast is not None:
-        return torch.bfloat16 if precision == "bf16" else train_autocast
-    if device.type == "cpu" and _native_cpu_bf16():
-        return torch.bfloat16
-    return None
-
-
-def _native_cpu_bf16() -> bool:
-    cpu = torch.cpu  # private probes (torch >= 2.3); a torch without them gets fp32
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
 
 
 class Evaluator:

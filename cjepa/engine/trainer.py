@@ -30,6 +30,7 @@ from cjepa.engine.checkpoint import (
     save_checkpoint,
 )
 from cjepa.engine.evaluation import Evaluator
+from cjepa.engine.precision import resolve_autocast
 from cjepa.engine.reporting import Reporter
 from cjepa.engine.schedules import Schedules
 from cjepa.engine.step import build_optimizer, train_step
@@ -54,13 +55,6 @@ def resolve_device(cfg: Config) -> torch.device:
         index = dist.get_rank() % torch.cuda.device_count() if dist.is_initialized() else 0
         return torch.device("cuda", index)
     return torch.device("cpu")
-
-
-def resolve_autocast(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA unless run.precision=fp32; never on CPU unless asked."""
-    if cfg.run.precision == "bf16" or (cfg.run.precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from cjepa.config import load_config
-from cjepa.engine import evaluation
+from cjepa.engine import precision
 from cjepa.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from cjepa.engine.evaluation import Evaluator, eval_autocast
+from cjepa.engine.evaluation import Evaluator
+from cjepa.engine.precision import eval_autocast
 from cjepa.engine.trainer import train
 from cjepa.errors import ConfigError
 from cjepa.method import CJEPA
@@ -34,9 +35,9 @@ def test_eval_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert eval_autocast("fp32", CUDA, torch.bfloat16) is None  # the fp32 switch wins over training's
     assert eval_autocast("bf16", CPU, None) is torch.bfloat16
     assert eval_autocast("auto", CUDA, torch.bfloat16) is torch.bfloat16  # follows training
-    monkeypatch.setattr(evaluation, "_native_cpu_bf16", lambda: True)
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
     assert eval_autocast("auto", CPU, None) is torch.bfloat16
-    monkeypatch.setattr(evaluation, "_native_cpu_bf16", lambda: False)
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
     assert eval_autocast("auto", CPU, None) is None  # emulated bf16 would be slower than fp32
 
 

@@ -11,15 +11,19 @@ import math
 import torch
 
 from cjepa.config import load_config
-from cjepa.engine import train
-from cjepa.engine.trainer import resolve_autocast
+from cjepa.engine import precision, train
+from cjepa.engine.precision import resolve_autocast
 from tests.conftest import tiny_overrides
 
 
-def test_autocast_policy():
+def test_autocast_policy(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     auto = load_config(None, ["run.precision=auto"])
-    assert resolve_autocast(auto, cpu) is None and resolve_autocast(auto, cuda) is torch.bfloat16
+    assert resolve_autocast(auto, cuda) is torch.bfloat16
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    assert resolve_autocast(auto, cpu) is torch.bfloat16  # AVX512-BF16 / AMX: bf16 is the fast path
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
+    assert resolve_autocast(auto, cpu) is None  # emulated bf16 would be slower than fp32
     assert resolve_autocast(load_config(None, ["run.precision=fp32"]), cuda) is None
     assert resolve_autocast(load_config(None, ["run.precision=bf16"]), cpu) is torch.bfloat16
 
