@@ -98,6 +98,9 @@ SWEEP = [  # (id, flags after `sweeps/vicreg_coeff.py --dry-run --storage {d}/re
     ("max-concurrent-zero", ["--max-concurrent", "0"], ["max_concurrent (--max-concurrent) must be an integer >= 1"]),
     ("max-concurrent-negative", ["--max-concurrent", "-2"], ["(--max-concurrent) must be an integer >= 1, got -2"]),
     ("workers-zero", ["--workers-per-trial", "0"], ["workers_per_trial (--workers-per-trial) must be an integer >= 1"]),
+    ("trial-runner-unknown", ["--trial-runner", "fork"], ["--trial-runner: invalid choice: 'fork'"]),
+    ("trial-runner-actor-ddp", ["--trial-runner", "actor", "--workers-per-trial", "2"],
+     ["trial_runner 'actor' trains one CPU worker", "workers_per_trial=2", "'ray_train'"]),
     ("storage-empty", ["--storage", ""], ["--storage: must not be empty"]),
     ("storage-unwritable", ["--storage", "/proc/cjepa"], ["storage path /proc/cjepa cannot be written", "--storage"]),
     ("tracking-empty", ["--tracking-uri", " "], ["--tracking-uri: must not be empty"]),
@@ -120,6 +123,8 @@ STUDIES = [  # (id, Study fields that differ from a valid study, words)
     ("collapse-std-nan", {"collapse_std": math.nan}, ["collapse_std must be a finite number >= 0"]),
     ("cpus-zero", {"cpus_per_worker": 0.0}, ["cpus_per_worker must be a finite number > 0"]),
     ("max-failures-negative", {"max_failures": -1}, ["max_failures must be an integer >= 0, got -1"]),
+    ("trial-runner-unknown", {"trial_runner": "thread"}, ["trial_runner (--trial-runner) must be one of auto, actor, "
+                                                           "ray_train, got 'thread'"]),
     ("space-inf", {"search": "optuna", "factors": {}, "space": {"optim.lr": Space("loguniform", 1e-4, math.inf)}},
      ["space 'optim.lr'", "0 < low < high"]),
     ("overrides-fix-a-factor", {"overrides": ("loss.beta_vicreg=0.1",)}, ["the study's overrides", "is a factor"]),

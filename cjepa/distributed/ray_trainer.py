@@ -71,7 +71,7 @@ def experiment_name(cfg: Config) -> str:
     return f"{stem}-{digest}"
 
 
-def _absolute_paths(cfg: Config) -> Config:
+def absolute_paths(cfg: Config) -> Config:
     """Workers run in Ray's working directory, not the caller's: make relative paths absolute
     (data locations, and run.output_dir, which MLflow records as the run's name and directory)."""
     out = copy.deepcopy(cfg)
@@ -112,11 +112,59 @@ def _quiet_report_log() -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
 
 
+def restore_run_dir(run_dir: Path, checkpoint: Any) -> None:
+    """An empty ``run_dir`` holding the files of Ray's ``checkpoint`` (if any): Ray's checkpoint is
+    the only truth, so a restart never sees a stale file of an earlier attempt."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as src:
+            for file in Path(src).iterdir():
+                if file.is_file():
+                    shutil.copy2(file, run_dir / file.name)
+        copy_previous_checkpoint(checkpoint, run_dir)
+
+
+def main_reporters(user_cfg: Config, tracking: dict[str, Any] | None, run_name: str | None = None) -> list[Reporter]:
+    """Rank 0's reporters: console, metrics.jsonl, the MLflow run (with ``tracking``), Ray gauges
+    labelled ``run_name`` (default: the Ray Train run's name). The scratch run dir is emptied at
+    the end, so the console names where the files are copied."""
+    from cjepa.engine import ConsoleReporter, JsonlReporter
+
+    reporters: list[Reporter] = [ConsoleReporter(stream=_StdoutProxy(), destination=user_cfg.run.output_dir),
+                                 JsonlReporter()]
+    if tracking:
+        from cjepa.tracking import MLflowReporter
+
+        reporters.append(MLflowReporter(user_cfg, **tracking))
+    reporters.append(RayMetricsReporter(run_name))  # live gauges for Grafana (no-op without a metrics agent)
+    return reporters
+
+
+def train_telling_reporters(cfg: Config, reporters: list[Reporter]) -> None:
+    """``cjepa.engine.train``; on any exit by exception each reporter's ``on_failure`` hears of it
+    first (e.g. the MLflow run is marked FAILED or KILLED; a restart sets it RUNNING again)."""
+    from cjepa.engine import train
+
+    try:
+        train(cfg, reporters)
+    except BaseException as exc:
+        for r in reporters:
+            if callable(getattr(r, "on_failure", None)):
+                r.on_failure(exc)
+        raise
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Drop a finished scratch run dir and, once no other rank's is left, its experiment folder."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Body of every Ray Train worker: fresh run dir <- Ray checkpoint, then ``cjepa.engine.train``."""
     import ray.train
-
-    from cjepa.engine import ConsoleReporter, JsonlReporter, train
 
     _quiet_report_log()
     ctx = ray.train.get_context()
@@ -125,41 +173,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     user_cfg: Config = config["cfg"]  # as given: MLflow's params, tags and run name come from it
     cfg = copy.deepcopy(user_cfg)
     run_dir = worker_run_dir(ctx.get_experiment_name(), rank)
-    shutil.rmtree(run_dir, ignore_errors=True)  # nothing stale: Ray's checkpoint is the only truth
-    run_dir.mkdir(parents=True)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as src:
-            for file in Path(src).iterdir():
-                if file.is_file():
-                    shutil.copy2(file, run_dir / file.name)
-        copy_previous_checkpoint(checkpoint, run_dir)
+    restore_run_dir(run_dir, ray.train.get_checkpoint())
     cfg.run.output_dir = str(run_dir)
     cfg.run.resume = True  # restarts after a failure must continue; fit_distributed handles resume=false
 
-    reporters: list[Reporter] = []
-    if rank == 0:
-        # the scratch run_dir is emptied at the end: print where the files are copied (fit_distributed export)
-        reporters += [ConsoleReporter(stream=_StdoutProxy(), destination=user_cfg.run.output_dir), JsonlReporter()]
-        if config.get("tracking"):
-            from cjepa.tracking import MLflowReporter
-
-            reporters.append(MLflowReporter(user_cfg, **config["tracking"]))
-        reporters.append(RayMetricsReporter())  # live gauges for Grafana (no-op without a metrics agent)
+    reporters = main_reporters(user_cfg, config.get("tracking")) if rank == 0 else []
     factory: ReporterFactory | None = config.get("reporters")
     if factory is not None:
         reporters += factory(rank)
     reporters.append(RayReporter())  # last: report() waits for all ranks
-    try:
-        train(cfg, reporters)
-    except BaseException as exc:  # e.g. mark the MLflow run FAILED; a restart sets it RUNNING again
-        for r in reporters:
-            if callable(getattr(r, "on_failure", None)):
-                r.on_failure(exc)
-        raise
-    shutil.rmtree(run_dir, ignore_errors=True)  # everything is in Ray storage (and exported by the driver)
-    with contextlib.suppress(OSError):  # the experiment's folder, once no other rank's dir is left
-        run_dir.parent.rmdir()
+    train_telling_reporters(cfg, reporters)
+    remove_run_dir(run_dir)  # everything is in Ray storage (and exported by the driver)
 
 
 def fit_distributed(cfg: Config, num_workers: int, use_gpu: bool = False,
@@ -208,7 +232,7 @@ def fit_distributed(cfg: Config, num_workers: int, use_gpu: bool = False,
 
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": _absolute_paths(cfg), "tracking": tracking, "reporters": reporters},
+        train_loop_config={"cfg": absolute_paths(cfg), "tracking": tracking, "reporters": reporters},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=per_worker,
                                      placement_strategy=placement_strategy),

@@ -70,12 +70,10 @@ class RayReporter(Reporter):
         self.run_dir = Path(run_dir)
 
     def on_checkpoint(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
-        import ray.train
-
         flat = flat_metrics(epoch, metrics)
         name = checkpoint_dir_name(epoch)
         if checkpoint is None:
-            ray.train.report(flat, checkpoint_dir_name=name)
+            self._send(flat, name, None)
             return
         tmp = Path(tempfile.mkdtemp(prefix="cjepa-ckpt-"))
         try:
@@ -84,11 +82,42 @@ class RayReporter(Reporter):
                 src = Path(checkpoint).parent / file
                 if src.is_file():
                     shutil.copy2(src, tmp / file)
-            ray.train.report(flat, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)),
-                             checkpoint_dir_name=name, delete_local_checkpoint_after_upload=True)
+            self._send(flat, name, tmp)
             if self.commit_wait == "always" or (self.commit_wait == "first" and not self._committed_once):
-                ray.train.get_all_reported_checkpoints(
-                    consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+                self._wait_committed()
                 self._committed_once = True
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _send(self, flat: dict[str, float], name: str, directory: Path | None) -> None:
+        import ray.train
+
+        if directory is None:
+            ray.train.report(flat, checkpoint_dir_name=name)
+        else:
+            ray.train.report(flat, checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
+                             checkpoint_dir_name=name, delete_local_checkpoint_after_upload=True)
+
+    def _wait_committed(self) -> None:
+        import ray.train
+
+        ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+
+
+class TuneReporter(RayReporter):
+    """The same per-epoch report from a run trained inside a Tune trial itself (no Ray Train):
+    ``ray.tune.report``, which copies the checkpoint into the trial's storage before it returns.
+
+    No commit wait: a Tune function trainable reports synchronously (its training thread pauses
+    in ``report`` until the Tune controller asks for the next result, i.e. has taken this one), so
+    a trial killed after ``report`` returned restarts from that checkpoint. Tune names the
+    folders ``checkpoint_NNNNNN``; the epoch is in the metrics.
+    """
+
+    def __init__(self, companions: tuple[str, ...] = COMPANION_FILES) -> None:
+        super().__init__(companions, commit_wait="never")
+
+    def _send(self, flat: dict[str, float], name: str, directory: Path | None) -> None:
+        from ray import tune
+
+        tune.report(flat, checkpoint=None if directory is None else tune.Checkpoint.from_directory(str(directory)))

@@ -59,6 +59,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     p.add_argument("--workers-per-trial", type=int, metavar="N",
                    help="Ray Train workers per trial (>= 1; default: the study's)")
     p.add_argument("--use-gpu", action="store_true", help="GPU workers (NCCL, bf16 autocast)")
+    p.add_argument("--trial-runner", choices=("auto", "actor", "ray_train"), default=None,
+                   help="where a trial trains: in Tune's trial actor (one CPU worker; no Ray Train processes "
+                        "to start) or in Ray Train workers; auto (default): actor for one CPU worker per trial")
     p.add_argument("--verbose", action="store_true",
                    help="Ray Tune's whole console output (every trial's metrics, Ray's own lines); default: "
                         "one table of arm, seed, epoch and the probe accuracies")
@@ -85,6 +88,8 @@ def apply_args(study: Study, args: argparse.Namespace) -> Study:
         study.workers_per_trial = args.workers_per_trial
     if args.use_gpu:
         study.use_gpu = True
+    if args.trial_runner is not None:
+        study.trial_runner = args.trial_runner
     return study
 
 

@@ -126,6 +126,28 @@ def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, 
     return {CONFIG_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in flat.items()}
 
 
+def run_records(study_dir: Path, study_name: str, arm: str, seed: int) -> dict[int, dict[str, Any]]:
+    """epoch -> the numbers the engine itself recorded for a trial (its ``metrics.jsonl``, exported
+    into the trial's ``run.output_dir``), to fill the epochs Tune's record lacks.
+
+    Why: when Tune restarts a trial from a Tune checkpoint (a trial trained in its actor, killed
+    and retried), it first copies the trial's ``result.json`` back from storage, and that copy is
+    synced only every few minutes, so results reported since are dropped from it (seen: a trial
+    killed in epoch 2 lost its epoch-1 row). The engine's file travels with every checkpoint.
+    """
+    from cjepa.sweep.naming import trial_dir_name
+
+    path = study_dir / "runs" / trial_dir_name(study_name, arm, seed) / "metrics.jsonl"
+    out: dict[int, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line) if line.strip() else {}
+            if isinstance(rec.get("epoch"), (int, float)):
+                out[int(rec["epoch"])] = {k: v for k, v in rec.items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return out
+
+
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
                tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per trial and epoch of a finished (or stopped) Tune grid; see the module docstring."""
@@ -144,6 +166,8 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
         df = result.metrics_dataframe
         records = [] if df is None or "epoch" not in df else df.to_dict("records")
         by_epoch = {int(r["epoch"]): r for r in records if r.get("epoch") is not None}  # restores repeat none
+        for epoch, rec in run_records(study_dir, study.name, arm, seed).items():
+            by_epoch.setdefault(epoch, rec)
         last = max(by_epoch) if by_epoch else 0
         trial_id = (result.metrics or {}).get("trial_id", "")
         if result.error is not None:  # a RayTaskError's own first line is "ray::ImplicitFunc.train() (pid=...)":

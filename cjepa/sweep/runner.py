@@ -1,10 +1,12 @@
-"""Run a :class:`~cjepa.sweep.study.Study` with Ray Tune over Ray Train trials.
+"""Run a :class:`~cjepa.sweep.study.Study` with Ray Tune; each trial trains in its own actor or in Ray Train.
 
-Ray 2.60 (Train V2): the Tune trainable is a *function* that builds a ``TorchTrainer`` (through
+Ray 2.60: the Tune trainable is a *function*. With one CPU worker per trial it trains in the
+trial actor itself (:mod:`cjepa.sweep.trial_actor`: Tune's checkpoints, no Train processes to
+start). Otherwise it builds a ``TorchTrainer`` (Train V2, through
 :func:`cjepa.distributed.fit_distributed`) with ``TuneReportCallback`` so rank 0's per-epoch
-report reaches Tune. The trainer run is named after the trial, so restoring the study makes
-each unfinished trial's trainer continue from its own last checkpoint (and its MLflow run,
-whose id is in that checkpoint). Tune gives us the search (grid, or OptunaSearch with TPE),
+report reaches Tune; that trainer run is named after the trial, so restoring the study makes
+each unfinished trial's trainer continue from its own last checkpoint. Either way the MLflow
+run continues too (its id is in the checkpoint). Tune gives us the search (grid, or OptunaSearch with TPE),
 ASHA on ``epoch``, the stopper, restore and the progress table; we add the MLflow parent run,
 the Parquet results table and the seed-paired summary.
 """
@@ -68,6 +70,7 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
 
     from cjepa.distributed import fit_distributed
     from cjepa.distributed.preflight import refuse_repeat_failure, remember_failure
+    from cjepa.sweep.trial_actor import train_in_trial_actor
 
     arm, settings = trial_arm(config, study, arms)
     seed = int(flat_config(config)["seed"])
@@ -86,9 +89,12 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
     # A deterministic failure (a non-finite loss recurs at the same step) is not re-trained by Tune's retry.
     refuse_repeat_failure(cfg.run.output_dir)
     try:
-        fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
-                        storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
-                        callbacks=[TuneReportCallback()])
+        if study.trains_in_trial_actor():
+            train_in_trial_actor(cfg, track, name)
+        else:
+            fit_distributed(cfg, study.workers_per_trial, use_gpu=study.use_gpu, resources_per_worker=resources,
+                            storage_path=str(Path(storage) / study.name / "train"), name=name, tracking=track,
+                            callbacks=[TuneReportCallback()])
     except Exception as exc:
         remember_failure(cfg.run.output_dir, exc)
         raise
@@ -111,12 +117,15 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
 
     trainable = tune.with_parameters(run_trial, study=study, arms=arms, extra=extra, tracking=tracking,
                                      storage=storage, configs=configs or {})
-    # The trial function only drives a TorchTrainer (whose controller asks for 0 CPU); its workers
-    # hold the real resources. So the trial asks for no CPU: with even 0.01 CPU, two one-CPU
-    # workers of two trials no longer fit 2 cores and the trials train one after the other
-    # (measured: docs/benchmarks.md, "Sweep utilisation"). Tune refuses an all-zero request, so
-    # the trial reserves memory instead: about what the waiting driver process holds.
-    trainable = tune.with_resources(trainable, {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
+    # A trial that trains in its own actor holds its worker's CPUs. One that only drives a
+    # TorchTrainer (whose controller asks for 0 CPU) leaves them to its workers and asks for no
+    # CPU: with even 0.01 CPU, two one-CPU workers of two trials no longer fit 2 cores and the
+    # trials train one after the other (measured: docs/benchmarks.md, "Sweep utilisation"). Tune
+    # refuses an all-zero request, so that trial reserves memory instead: about what the waiting
+    # driver process holds.
+    trial_resources = ({"cpu": study.cpus_per_worker} if study.trains_in_trial_actor()
+                       else {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY})
+    trainable = tune.with_resources(trainable, trial_resources)
     name = study.name if only is None else extension_name(study.name, only)
     path = str(Path(storage) / name)
     # a restored Tuner keeps its pickled reporter; the env var counts
@@ -153,7 +162,9 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
                                     num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=name, storage_path=storage, stop=stop,
-                                  failure_config=tune.FailureConfig(max_failures=study.max_failures), **console),
+                                  failure_config=tune.FailureConfig(max_failures=study.max_failures),
+                                  # a trial trained in its actor: Tune's checkpoints, the last two (as Ray Train's)
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2), **console),
     )
 
 
@@ -188,6 +199,15 @@ def prepare_study(study: Study, storage: str | None, resume: bool, extra: list[s
     return arms, configs, storage, study_dir, [(a, s) for a in arms for s in study.seeds if (a, s) not in done]
 
 
+def keep_ray_train_runner(study: Study, study_dir: Path) -> None:
+    """A study whose trials trained in Ray Train (its ``train/`` folder holds their checkpoints,
+    e.g. one started before trials trained in their actor) resumes and extends there too: under
+    ``auto`` its unfinished trials would otherwise start over, and open second MLflow runs."""
+    if study.trial_runner == "auto" and study.trains_in_trial_actor() and (study_dir / "train").is_dir():
+        study.trial_runner = "ray_train"
+        print(f"study {study.name}: its trials trained in Ray Train ({study_dir / 'train'}); they continue there")
+
+
 def run_study(study: Study, storage: str | None = None, resume: bool = False, tracking_uri: str | None = None,
               extra: list[str] | None = None, mlflow: bool = True, verbose: bool = False,
               extend: bool = False) -> StudyResult:
@@ -198,6 +218,7 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
 
     extra = list(extra or [])
     arms, configs, storage, study_dir, only = prepare_study(study, storage, resume, extra, extend)  # before Ray
+    keep_ray_train_runner(study, study_dir)
     if only == []:
         print(f"study {study.name}: every trial of the grid is in {study_dir / 'results.parquet'}; nothing to run")
     tracking = None

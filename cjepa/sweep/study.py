@@ -22,6 +22,7 @@ from cjepa.metrics import reported_metrics
 
 SEARCHES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
+TRIAL_RUNNERS = ("auto", "actor", "ray_train")
 
 
 @dataclass
@@ -57,6 +58,10 @@ class Study:
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
+    # Where a trial trains (cjepa/sweep/trial_actor.py): "actor" = in Tune's trial actor itself,
+    # "ray_train" = in a TorchTrainer's workers; "auto" = actor for one CPU worker per trial (no
+    # Train controller, worker process or gloo group to start: docs/benchmarks.md), else ray_train.
+    trial_runner: str = "auto"
     # Tune retries of a crashed trial (a worker killed, a node lost), each from the trial's last
     # checkpoint; a deterministic failure (a non-finite loss) is not retried (failed.json).
     max_failures: int = 3
@@ -71,6 +76,12 @@ class Study:
             settings = dict(zip(keys, combo))
             out[arm_name(settings)] = settings
         return out
+
+    def trains_in_trial_actor(self) -> bool:
+        """Whether each trial trains in Tune's trial actor (``trial_runner``) rather than Ray Train."""
+        if self.trial_runner == "auto":
+            return self.workers_per_trial == 1 and not self.use_gpu
+        return self.trial_runner == "actor"
 
 
 def arm_name(settings: dict[str, Any]) -> str:
@@ -216,6 +227,13 @@ def _check_budget(study: Study, where: str) -> None:
             raise ConfigError(f"{where}: {key}{f' ({flag})' if flag else ''} must be an integer >= 1, got {value!r}")
     if not isinstance(study.max_failures, int) or isinstance(study.max_failures, bool) or study.max_failures < 0:
         raise ConfigError(f"{where}: max_failures must be an integer >= 0, got {study.max_failures!r}")
+    if study.trial_runner not in TRIAL_RUNNERS:
+        raise ConfigError(f"{where}: trial_runner (--trial-runner) must be one of {', '.join(TRIAL_RUNNERS)}, "
+                          f"got {study.trial_runner!r}")
+    if study.trial_runner == "actor" and (study.workers_per_trial > 1 or study.use_gpu):
+        raise ConfigError(f"{where}: trial_runner 'actor' trains one CPU worker in the trial itself; "
+                          f"workers_per_trial={study.workers_per_trial}, use_gpu={study.use_gpu} need 'ray_train' "
+                          "(or 'auto')")
     if not (math.isfinite(study.cpus_per_worker) and study.cpus_per_worker > 0):
         raise ConfigError(f"{where}: cpus_per_worker must be a finite number > 0, got {study.cpus_per_worker!r}")
     if not (math.isfinite(study.collapse_std) and study.collapse_std >= 0):

@@ -281,13 +281,14 @@ class MLflowReporter(Reporter):
         return [by_epoch[e] for e in sorted(by_epoch)]
 
     def on_failure(self, exc: BaseException | None = None) -> None:
-        """Mark the run KILLED (Ctrl-C) or FAILED; a resume sets it back to RUNNING.
+        """Mark the run KILLED (Ctrl-C, a stopped trial) or FAILED; a resume sets it back to RUNNING.
 
         Best effort: called while another exception propagates, so it must not mask that one.
         """
         if self.run_id is None or isinstance(exc, TrackingError):  # the store itself is the problem:
             return  # another call would only sit through MLflow's HTTP retries (minutes) and fail too
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        # SystemExit: told to stop from outside (a Tune trial that ASHA or the stopper ends exits in report)
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
         reason = redact(" ".join(str(exc).split()))[:500] if exc is not None else ""
         try:
             self.client.set_tag(self.run_id, FAILURE_TAG, f"{type(exc).__name__}: {reason}" if exc else status)

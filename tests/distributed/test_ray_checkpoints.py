@@ -10,9 +10,9 @@ from ray.train import Checkpoint
 from cjepa.distributed.ray_checkpoints import copy_previous_checkpoint, previous_checkpoint_path
 
 
-def _storage(root: Path, epochs: list[int], without_file: tuple[int, ...] = ()) -> Path:
+def _storage(root: Path, epochs: list[int], without_file: tuple[int, ...] = (), layout: str = "epoch_{:04d}") -> Path:
     for e in epochs:
-        folder = root / f"epoch_{e:04d}"
+        folder = root / layout.format(e)
         folder.mkdir(parents=True)
         if e not in without_file:
             (folder / "checkpoint.pt").write_bytes(f"epoch {e}".encode())
@@ -36,3 +36,15 @@ def test_no_previous_folder_or_file_gives_none(tmp_path):
     run_dir.mkdir()
     assert copy_previous_checkpoint(Checkpoint(str(storage / "epoch_0004")), run_dir) is None
     assert not (run_dir / "checkpoint.prev.pt").exists()
+
+
+def test_tune_checkpoint_folders_of_a_trial_trained_in_its_actor(tmp_path):
+    """Tune names a trial's checkpoints checkpoint_000000, ...; an epoch_ folder beside them is not one of them."""
+    storage = _storage(tmp_path / "trial", [0, 1, 2], layout="checkpoint_{:06d}")
+    (storage / "epoch_0009").mkdir()
+    (storage / "epoch_0009" / "checkpoint.pt").write_bytes(b"not tune's")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dst = copy_previous_checkpoint(Checkpoint(str(storage / "checkpoint_000002")), run_dir)
+    assert dst is not None and dst.read_bytes() == b"epoch 1"
+    assert previous_checkpoint_path(Checkpoint(str(storage / "checkpoint_000000"))) is None
