@@ -6,7 +6,7 @@ so differences from I-JEPA are paired by seed. On the laptop the levels sit arou
 recipe's 0.1 (its reading, context_target, needs a weight ~100x the paper's to learn at all
 in a few hundred steps: docs/results/recipe_search.md).
 
-    python sweeps/vicreg_coeff.py              # laptop: Fashion-MNIST, ~10 min on 2 cores
+    python sweeps/vicreg_coeff.py              # laptop: Fashion-MNIST, 9 trials, ~8 min on 2 cores
     python sweeps/vicreg_coeff.py --full       # cluster: ViT-T/16 at 224 px, 100 epochs, 8 GPUs/trial
     python sweeps/vicreg_coeff.py --resume     # continue an interrupted study
 """
@@ -25,7 +25,7 @@ def make_study(full: bool) -> Study:
                      use_gpu=True)
     return Study(name="vicreg_coeff", base="cjepa_fmnist_quick",
                  factors={"loss.beta_vicreg": [0.0, 0.01, 0.1]},
-                 baseline="beta_vicreg=0.0", seeds=(0, 1), max_concurrent=2)
+                 baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=2)  # >= 3 paired seeds per claim
 
 
 if __name__ == "__main__":
