@@ -119,7 +119,25 @@ def report(trials: list[dict]) -> int:
           f"start-up {100 * total['other'] / total['wall']:.0f} %, "
           f"training {100 * total['train'] / total['wall']:.0f} %, "
           f"evaluation {100 * total['eval'] / total['wall']:.0f} %")
+    gaps = launch_gaps(trials)
+    if gaps:
+        print(f"launch gap (a trial ends -> Tune's next trial function starts): median {statistics.median(gaps):.1f} s "
+              f"(range {min(gaps):.1f}-{max(gaps):.1f} s); a trial's start-up end to end is this plus its own "
+              "start-up inside the function (part of 'rest')")
     return 0
+
+
+def launch_gaps(trials: list[dict]) -> list[float]:
+    """Per trial that waited for a slot: its start minus the latest trial end before it. The
+    per-trial 'rest' starts when the trial function runs, so it misses the time Tune takes to
+    start the trial's process; this is that time (plus any wait for a free slot)."""
+    ends = sorted(float(t["start"]) + float(t["wall"]) for t in trials)
+    gaps = []
+    for t in trials:
+        earlier = [e for e in ends if e < float(t["start"])]
+        if earlier:
+            gaps.append(float(t["start"]) - max(earlier))
+    return gaps
 
 
 def main() -> int:
