@@ -22,6 +22,7 @@ from cjepa.sweep.note import NOTE_TAG, parent_note
 from cjepa.sweep.stats import format_summary, reference_rows, summarize
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
+from cjepa.sweep.trial_files import final_checkpoint, run_records
 from cjepa.tracking.store import redact
 
 #: target encoder (what the paper evaluates) and context encoder: in short runs the EMA target
@@ -126,28 +127,6 @@ def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, 
     return {CONFIG_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in flat.items()}
 
 
-def run_records(study_dir: Path, study_name: str, arm: str, seed: int) -> dict[int, dict[str, Any]]:
-    """epoch -> the numbers the engine itself recorded for a trial (its ``metrics.jsonl``, exported
-    into the trial's ``run.output_dir``), to fill the epochs Tune's record lacks.
-
-    Why: when Tune restarts a trial from a Tune checkpoint (a trial trained in its actor, killed
-    and retried), it first copies the trial's ``result.json`` back from storage, and that copy is
-    synced only every few minutes, so results reported since are dropped from it (seen: a trial
-    killed in epoch 2 lost its epoch-1 row). The engine's file travels with every checkpoint.
-    """
-    from cjepa.sweep.naming import trial_dir_name
-
-    path = study_dir / "runs" / trial_dir_name(study_name, arm, seed) / "metrics.jsonl"
-    out: dict[int, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            rec = json.loads(line) if line.strip() else {}
-            if isinstance(rec.get("epoch"), (int, float)):
-                out[int(rec["epoch"])] = {k: v for k, v in rec.items()
-                                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return out
-
-
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
                tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per trial and epoch of a finished (or stopped) Tune grid; see the module docstring."""
@@ -183,11 +162,12 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
                   **{f"factor.{k}": (v if isinstance(v, (int, float, bool, str)) else str(v))
                      for k, v in settings.items()},
                   **config_columns(study, arm, settings, seed, study_dir, extra)}
+        last_checkpoint = final_checkpoint(result, common[CONFIG_PREFIX + "run.output_dir"])
         for epoch in sorted(by_epoch) or [0]:
             rec = by_epoch.get(epoch, {})
             metrics = {k: _clean(v) for k, v in rec.items() if k not in _DROP and not k.startswith("config/")}
-            rows.append({**common, **metrics, "epoch": epoch,
-                         "checkpoint_path": str(metrics.pop("checkpoint_path", "") or "")})
+            path = str(metrics.pop("checkpoint_path", "") or "") or (last_checkpoint if epoch == last else "")
+            rows.append({**common, **metrics, "epoch": epoch, "checkpoint_path": path})
     return rows
 
 

@@ -75,7 +75,8 @@ def _child_runs(uri: str, experiment: str) -> dict[str, object]:
 def test_workers_killed_mid_epoch_and_mid_checkpoint_finish_equal_to_an_uninterrupted_study(tmp_path, monkeypatch):
     """Four SIGKILLs in one study: each of its two trials' worker dies at step 5 (epoch 1, before
     any checkpoint) and again half-way through writing epoch 2's checkpoint (cjepa/faults.py). Tune
-    retries each trial (``Study.max_failures``), Ray Train resumes it from its last checkpoint, and
+    retries each trial (``Study.max_failures``) from its last checkpoint (Tune's: the trials train in
+    their actor), and
     every trial ends equal to the same study run without faults: the same final metrics, one
     MLflow child run per trial, one value per epoch per curve."""
     import pyarrow.parquet as pq

@@ -5,7 +5,7 @@ accuracy must agree; what differs is only what starts around it.
 
 Also checked for the actor path: no TorchTrainer ran, each trial's files are exported to
 ``run.output_dir`` and its scratch run dir is removed, and its MLflow child run is FINISHED with
-one value per epoch.
+one value per epoch; and under both runners the results table names each trial's final checkpoint.
 
 ``timeout 900 python -m pytest -q tests/sweep/test_trial_runner_ray.py`` (starts a local Ray:
 no other Ray may run on the machine).
@@ -60,6 +60,9 @@ def test_actor_and_ray_train_trials_train_the_same_numbers(tmp_path):
         for key in METRICS:
             assert a[key] == pytest.approx(t[key], rel=1e-5, abs=1e-6), (a["arm"], a["epoch"], key, a[key], t[key])
     assert not (tmp_path / "actor" / study.name / "train").exists()  # no TorchTrainer ran
+    for rows in (actor, train):  # the report's masks and attention maps load the final checkpoint
+        finals = [r["checkpoint_path"] for r in rows if r["epoch"] == 2]
+        assert len(finals) == 2 and all(Path(p).is_file() or (Path(p) / "checkpoint.pt").is_file() for p in finals)
 
     for arm in ("beta_vicreg=0.0", "beta_vicreg=0.01"):
         name = trial_dir_name(study.name, arm, 0)
