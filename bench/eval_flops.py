@@ -24,6 +24,7 @@ The raw-pixel and random-init baselines are cached on disk and not part of a tri
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +36,7 @@ from cjepa.config import Config, load_config
 from cjepa.data import StepBatchSampler, load_split
 from cjepa.engine.evaluation import Evaluator
 from cjepa.engine.step import build_optimizer, train_step
+from cjepa.errors import CJepaError
 from cjepa.masks import Masks
 from cjepa.method import CJEPA
 from cjepa.model.attention import set_attention
@@ -78,6 +80,7 @@ def train_epoch_flops(cfg: Config, steps: int) -> tuple[float, int]:
 
 def evaluation_flops(cfg: Config) -> float:
     """FLOPs of one per-epoch evaluation (``Evaluator.evaluate``), baselines excluded (cached)."""
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as given
     cfg.eval.raw_baseline = cfg.eval.random_baseline = False
     model = counted_model(cfg)
     evaluator = Evaluator(cfg, torch.device("cpu"), autocast_dtype=None)
@@ -90,10 +93,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="training steps averaged (masks vary the cost)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (after --)")
     args = p.parse_args()
+    if args.steps < 1:
+        raise SystemExit(f"eval_flops: --steps must be >= 1, got {args.steps}")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(args.config, [*args.overrides, f"run.output_dir={tmp}", "run.precision=fp32"])
-        train, per_epoch = train_epoch_flops(cfg, args.steps)
-        evaluation = evaluation_flops(cfg)
+        try:  # a bad preset, override or dataset: one line, before any counting
+            cfg = load_config(args.config, [*args.overrides, f"run.output_dir={tmp}", "run.precision=fp32"])
+            train, per_epoch = train_epoch_flops(cfg, args.steps)
+            evaluation = evaluation_flops(cfg)
+        except (CJepaError, OSError) as exc:
+            raise SystemExit(f"eval_flops: {exc}") from None
     every, epochs = cfg.eval.every, cfg.run.epochs
     runs = sum(1 for e in range(1, epochs + 1) if every and (e % every == 0 or e == epochs))  # as the trainer
     share = runs * evaluation / (epochs * train + runs * evaluation)
