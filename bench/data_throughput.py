@@ -1,4 +1,8 @@
-"""Data-path throughput: the Parquet reader (decode + training crops) vs the in-memory path.
+"""Data-path throughput: the shard stream (decode + training crops) vs the in-memory path.
+
+``--photos``: ImageNet-like JPEGs, torchvision's ImageFolder pipeline vs the shard stream
+(``bench/data_photos.py``, issue 23's comparison). Without it, as below (the "parquet" variants are
+the trainer's ``ShardStream`` since the stream landed; "decode only" is the random-access reader).
 
 Why: the Parquet path adds a PNG/JPEG decode per image that the in-memory path (whole uint8
 tensors) does not have. The question is whether that makes data loading the bottleneck of a
@@ -42,6 +46,7 @@ from cjepa.config import DataConfig, load_config
 from cjepa.data import LabeledImages, StepBatchDataset, StepBatchSampler, build_loader, dataset_stats, load_split
 from cjepa.data.convert import MANIFEST, convert_builtin, convert_image_folder
 from cjepa.data.shards import ParquetImages
+from cjepa.data.stream import ShardSplit, ShardStream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,16 +100,25 @@ class Variant:
                  decode_only: bool = False) -> None:
         self.name, self.batch, self.workers, self.group = name, batch, workers, group
         mean, std = dataset_stats("parquet")
-        ds = (DecodeOnly(data) if decode_only
-              else StepBatchDataset(data, img_size, (0.3, 1.0), mean, std, in_chans, seed=0, mask_fn=None))
-        self.sampler = StepBatchSampler(len(data), batch, seed=0, epochs=10_000)
+        if isinstance(data, ShardSplit):  # the trainer's reader: uint8 views, normalised by the consumer
+            ds = ShardStream(data, img_size, (0.3, 1.0), *data.stats(), in_chans, seed=0, mask_fn=None)
+            self.sampler = ds.sampler(batch, seed=0, start_step=0, epochs=10_000, lanes=max(1, workers))
+        else:
+            ds = (DecodeOnly(data) if decode_only
+                  else StepBatchDataset(data, img_size, (0.3, 1.0), mean, std, in_chans, seed=0, mask_fn=None))
+            self.sampler = StepBatchSampler(len(data), batch, seed=0, epochs=10_000)
+        self.finish = getattr(ds, "finish_on_device", lambda b, d: b)
         self.loader = build_loader(ds, self.sampler, workers, pin_memory=False)
         self.next_step, self.rates = 0, []
 
     def run(self, steps: int) -> float:
-        self.sampler.begin, self.sampler.end = self.next_step, self.next_step + steps  # fresh batches per round
+        start, end = self.next_step, self.next_step + steps  # fresh batches per round
+        if isinstance(self.sampler, StepBatchSampler):
+            self.sampler.begin, self.sampler.end = start, end
+        else:
+            self.sampler.start_step, self.sampler.end = start, end
         self.next_step += steps
-        it = iter(self.loader)
+        it = (self.finish(b, torch.device("cpu")) for b in self.loader)
         next(it)  # untimed: worker wake-up
         t = time.perf_counter()
         n = sum(1 for _ in it)
@@ -167,16 +181,27 @@ def main() -> None:
                     help="also time the CPU preset's training step (default: on)")
     ap.add_argument("--step-threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--photos", action="store_true",
+                    help="instead: ImageNet-like JPEGs, torchvision's ImageFolder pipeline vs the shard stream "
+                         "(bench/data_photos.py)")
+    ap.add_argument("--images", type=int, default=2000, help="with --photos: JPEGs to make (500x375, q90)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0], help="with --photos: DataLoader workers "
+                    "(0 = one core: everything in the main process at one torch thread)")
+    ap.add_argument("--batch", type=int, default=64, help="with --photos: batch size")
     args = ap.parse_args()
+    if args.photos:
+        return photos(args)
     torch.set_num_threads(args.threads)
     fm_dir, syn_dir = prepare(args.workdir, args.images_224)
 
     fm_mem = load_split(DataConfig(dataset="fashion_mnist"), "train")
-    fm_pq = ParquetImages(fm_dir)
-    syn_pq = ParquetImages(syn_dir)
-    syn_mem = LabeledImages(syn_pq.images[:], syn_pq.labels, 10, "synth224")
-    variants: list = [Variant("28 px parquet, decode only", fm_pq, 28, 1, args.batch_28, 0, "28/dec", True),
-                      Variant("224 px parquet, decode only", syn_pq, 224, 3, args.batch_224, 0, "224/dec", True)]
+    fm_pq = ShardSplit(str(fm_dir))
+    syn_pq = ShardSplit(str(syn_dir))
+    syn_all = ParquetImages(syn_dir)
+    syn_mem = LabeledImages(syn_all.images[:], syn_all.labels, 10, "synth224")
+    variants: list = [Variant("28 px parquet, decode only", ParquetImages(fm_dir), 28, 1, args.batch_28, 0, "28/dec",
+                              True),
+                      Variant("224 px parquet, decode only", syn_all, 224, 3, args.batch_224, 0, "224/dec", True)]
     for w in (0, 1):
         variants += [Variant(f"28 px in-memory, workers={w}", fm_mem, 28, 1, args.batch_28, w, f"28/{w}"),
                      Variant(f"28 px parquet,   workers={w}", fm_pq, 28, 1, args.batch_28, w, f"28/{w}"),
@@ -209,6 +234,27 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": {k: str(x) for k, x in vars(args).items()}, "load": load,
                                          "rates": {v.name: v.rates for v in variants}, "ratios": ratios}, indent=1))
+
+
+def photos(args: argparse.Namespace) -> None:
+    from data_photos import report, run  # bench/ is the script's folder, first on sys.path
+
+    loaders = run(args.workdir, args.images, args.batch, args.steps, args.rounds, args.workers)
+    load = os.getloadavg()
+    print(f"\n{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {_cpu_model()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, load avg {load[0]:.1f}\n{report(loaders)}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"args": {k: str(x) for k, x in vars(args).items()}, "load": load,
+                                         "rates": {ld.name: ld.rates for ld in loaders},
+                                         "peak_rss_mb": {ld.name: ld.rss_mb for ld in loaders}}, indent=1))
+
+
+def _cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ Why one script: GPU time is lent rarely and briefly (about 15 minutes, all tries
 everything that can only be learnt on a GPU runs in one call of at most 8 minutes and leaves one
 JSON of figures: (a) ``pytest -m gpu`` (tests/gpu); (b) C-JEPA and I-JEPA training-step images/s
 at ViT-B/16 224 px in bf16, eager and ``torch.compile``d, peak memory and MFU (bench/gpu_check_step.py,
-FLOPs from bench/gpu_check_flops.py); (c) the data pipeline's images/s with crops on the CPU vs on
-the GPU (bench/gpu_check_data.py); (d) a 2-epoch ``cjepa train --workers 1 --use-gpu`` through Ray
-Train on synthetic 224 px Parquet shards. Every stage has its own time limit (and all share
+FLOPs from bench/gpu_check_flops.py); (c) the shard stream's images/s with JPEG decode in the
+loader workers (Pillow) vs on the GPU (nvJPEG, ``data.decode=device``), and nvJPEG alone
+(bench/gpu_check_data.py); (d) a 2-epoch ``cjepa train --workers 1 --use-gpu`` through Ray Train on
+shards of ImageNet-like photo crops (500x375 JPEGs). Every stage has its own time limit (and all share
 ``--budget-s``); on a GPU each runs in its own process, killed at its limit, so a hang, an OOM or
 a crash is recorded in the JSON and the next stage still runs. The JSON is rewritten after every
 stage, so a run killed from outside still leaves the stages it finished.
@@ -149,15 +150,15 @@ def summary(stages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         same = s[f"cjepa_batch_size_{mode}"] == s[f"ijepa_batch_size_{mode}"]
         s[f"vicreg_overhead_{mode}"] = i / c - 1 if c and i and same else None
     data = stages.get("data_pipeline", {}).get("results", {})
-    s["loader_cpu_crops_img_per_s"] = data.get("loader_cpu_crops_img_per_s")
-    s["loader_device_crops_img_per_s"] = data.get("loader_device_crops_img_per_s")
+    for key in ("loader_workers_decode_img_per_s", "loader_device_decode_img_per_s", "device_decode_img_per_s"):
+        s[key] = data.get(key)
     tests = stages.get("gpu_tests", {}).get("results", {})
     s.update({f"gpu_tests_{k}": tests.get(k) for k in ("passed", "failed", "skipped", "errors")})
     s["ray_train_epochs"] = stages.get("ray_train", {}).get("results", {}).get("epochs")
     s["stage_status"] = {k: v["status"] for k, v in stages.items()}
     mfus = [x for x in (s["cjepa_mfu_eager"], s["cjepa_mfu_compiled"]) if x is not None]
     steps = [x for x in (s["cjepa_img_per_s_eager"], s["cjepa_img_per_s_compiled"]) if x]
-    loaders = [x for x in (s["loader_cpu_crops_img_per_s"], s["loader_device_crops_img_per_s"]) if x]
+    loaders = [x for x in (s["loader_workers_decode_img_per_s"], s["loader_device_decode_img_per_s"]) if x]
     overheads = [x for x in (s["vicreg_overhead_eager"], s["vicreg_overhead_compiled"]) if x is not None]
     goals = {"cjepa_mfu_ge_40pct": max(mfus) >= GOAL_MFU if mfus else None,
              "vicreg_overhead_le_3pct": all(x <= GOAL_VICREG_OVERHEAD for x in overheads) if overheads else None,

@@ -39,9 +39,9 @@ RESULT_KEYS = {
     "gpu_tests": ("command", "returncode", "passed", "failed", "skipped", "errors", "tests", "log_tail"),
     "shards": ("root", "train_images", "test_images", "size", "format", "seconds"),
     "data_pipeline": ("device", "img_size", "source_size", "batch", "loader_workers", "cpu_threads", "images",
-                      "decode_img_per_s_one_process", "crops_cpu_img_per_s", "crops_device_img_per_s",
-                      "device_vs_cpu_max_abs_diff", "loader_cpu_crops_img_per_s", "loader_cpu_crops_first_batch_s",
-                      "loader_device_crops_img_per_s", "loader_device_crops_first_batch_s"),
+                      "pil_crop_img_per_s_one_process", "device_decode_img_per_s", "device_vs_workers_mean_abs_diff",
+                      "loader_workers_decode_img_per_s", "loader_workers_decode_first_batch_s",
+                      "loader_device_decode_img_per_s", "loader_device_decode_first_batch_s"),
     "ray_train": ("command", "planned", "validated", "returncode", "epochs", "final_metrics", "epoch_img_per_s",
                   "log_tail"),
 }
@@ -176,14 +176,17 @@ def ray_command(args: argparse.Namespace) -> list[str]:
 def stage_ray(args: argparse.Namespace, limit: float) -> dict[str, Any]:
     """(d) the Ray Train run; in a dry run the command is parsed and its config, split and shards checked."""
     from cjepa.cli import build_config, make_parser
-    from cjepa.data import load_split
+    from cjepa.config import check_data_source
+    from cjepa.data.shards import split_root
+    from cjepa.data.stream import ShardSplit
     from cjepa.distributed.preflight import check_split
 
     cmd = ray_command(args)
     parsed = make_parser().parse_args(cmd[3:])
     cfg = build_config(parsed)
     check_split(cfg, parsed.workers)
-    sizes = {s: len(load_split(cfg.data, s)) for s in ("train", "test")}
+    check_data_source(cfg)
+    sizes = {s: ShardSplit(split_root(cfg.data.root, s)).num_rows for s in ("train", "test")}
     out: dict[str, Any] = {"command": " ".join(cmd[1:]), "validated": {"workers": parsed.workers, **sizes,
                                                                         "config_digest": cfg.digest()}}
     if args.dry_run:

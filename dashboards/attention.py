@@ -132,16 +132,23 @@ def received_attention(encoder: Any, images: torch.Tensor) -> torch.Tensor:
 
 def sample_images(cfg: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 images, normalised eval views) of ``n`` test images of different classes where possible."""
-    from cjepa.data import dataset_stats, eval_view, load_split
+    from cjepa.data import eval_view, load_split
+    from cjepa.data.build import normalization
 
-    split = load_split(cfg.data, "test")
-    labels = split.labels[:2000]
+    if cfg.data.dataset == "parquet":  # images of any size: the evaluator's views of the first rows
+        from cjepa.data.shards import split_root
+        from cjepa.data.stream import ShardSplit, eval_images
+
+        images, labels = eval_images(ShardSplit(split_root(cfg.data.root, "test")), 200, cfg.model.img_size)
+    else:
+        split = load_split(cfg.data, "test")
+        images, labels = split.images, split.labels[:2000]
     picks: list[int] = []
     for c in labels.unique().tolist():
         picks.append(int((labels == c).nonzero()[0]))
     picks = (sorted(picks) + [i for i in range(len(labels)) if i not in picks])[:n]
-    raw = split.images[torch.tensor(picks)]
-    mean, std = dataset_stats(cfg.data.dataset)
+    raw = images[torch.tensor(picks)]
+    mean, std = normalization(cfg.data)
     return raw, eval_view(raw, cfg.model.img_size, mean, std, cfg.model.in_chans)
 
 

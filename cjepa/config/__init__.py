@@ -29,9 +29,9 @@ from cjepa.config.schema import (
     OptimConfig,
     RunConfig,
 )
-from cjepa.config.validation import check_output_dir, validate
+from cjepa.config.validation import check_data_source, check_output_dir, validate
 
 __all__ = ["ATTENTIONS", "DATASETS", "DEVICES", "EMA_SCHEDULES", "JEPA_LOSSES", "PRECISIONS", "VICREG_MODES",
            "Config", "DataConfig", "EMAConfig", "EvalConfig", "LossConfig", "MaskConfig", "ModelConfig",
-           "OptimConfig", "RunConfig", "apply_dict", "check_output_dir", "coerce", "from_dict", "load_config",
-           "read_yaml", "set_value", "validate"]
+           "OptimConfig", "RunConfig", "apply_dict", "check_data_source", "check_output_dir", "coerce", "from_dict",
+           "load_config", "read_yaml", "set_value", "validate"]

@@ -19,6 +19,7 @@ VICREG_MODES = ("pred_blocks", "context_target", "two_views", "pred_tokens", "si
 EMA_SCHEDULES = ("linear", "cosine", "constant")
 DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
 DEVICES = ("auto", "cpu", "cuda")
+DECODERS = ("workers", "device")  # data.decode
 PRECISIONS = ("auto", "fp32", "bf16")
 ATTENTIONS = ("auto", "sdpa", "math")  # run.attention: cjepa/model/attention.py
 
@@ -124,7 +125,13 @@ class DataConfig:
     hflip: float = 0.0  # probability of a horizontal flip per view (I-JEPA uses none)
     num_workers: int = 0
     train_subset: int = 0  # 0: the whole training split
-    skip_corrupt: bool = False  # parquet: replace undecodable images (next valid row of the class) instead of failing
+    skip_corrupt: bool = False  # parquet: replace undecodable images (logged) instead of failing
+    # parquet: rows are shuffled within windows of this many shards; each loader process holds at
+    # most 2 * (shuffle_window + 1) shards (cjepa/data/shard_order.py, stream.py)
+    shuffle_window: int = 2
+    # parquet: where JPEGs are decoded and cropped: "workers" (DataLoader workers, Pillow with DCT-domain
+    # downscaling) or "device" (the training device: nvJPEG on a GPU; cjepa/data/decode_cuda.py)
+    decode: str = "workers"
 
 
 @dataclass

@@ -13,7 +13,6 @@ single-process batch, bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cjepa.data.datasets import LabeledImages
+from cjepa.data.seeds import derive_seed
 from cjepa.data.transforms import Stat, crop_params, train_views
 from cjepa.errors import DataError
 
@@ -31,15 +31,6 @@ Key = tuple[int, torch.Tensor]
 
 _EPOCH_TAG = 0x5EED_E90C  # streams: epoch orders and augmentations never share a seed
 _AUG_TAG = 0x5EED_A096
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers; hashing keeps (seed, step) streams uncorrelated.
-
-    ``manual_seed(seed + step)`` would make run (seed=1, step=0) replay run (seed=0, step=1).
-    """
-    h = hashlib.blake2b(b"".join(int(p).to_bytes(16, "little", signed=True) for p in parts), digest_size=8)
-    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
 
 
 class StepBatchSampler(Sampler[Key]):
@@ -124,6 +115,10 @@ class StepBatchDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def sampler(self, batch_size: int, seed: int, start_step: int, epochs: int, lanes: int = 1) -> StepBatchSampler:
+        """This rank's sampler over the whole split (``lanes`` matters only to the shard stream)."""
+        return StepBatchSampler(len(self.data), batch_size, seed, start_step, epochs, self.rank, self.world_size)
 
     def _view(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n, _, height, width = images.shape

@@ -1,6 +1,12 @@
 """The Parquet image-shard format: ``manifest.json`` (:class:`Manifest`), the class list, decoding.
 
 Shared by the writer (convert.py) and the reader (shards.py), so that neither imports the other.
+
+A shard has the columns ``image`` (binary: PNG/JPEG bytes), ``label`` (int32), ``path`` (string,
+relative to the split's source) and, when written by ``cjepa data convert`` since the ImageNet
+import, ``height``/``width`` (int32, the stored image's size, so a reader can plan crops without
+decoding; :data:`SIZE_COLUMNS`). Stored images may be grey ("L") in a 3-channel split: decode with
+the manifest's mode (``decode_image`` converts).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from cjepa.errors import DataError
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
 MANIFEST, CLASSES = "manifest.json", "classes.json"
 FORMAT_NAME, FORMAT_VERSION = "cjepa-parquet-images", 1
+SIZE_COLUMNS = ("height", "width")  # optional: older shards lack them
 
 
 @dataclass
@@ -33,7 +40,13 @@ class ShardInfo:
 
 @dataclass
 class Manifest:
-    """``manifest.json``. ``image_size`` is [H, W] when all images share it, else None."""
+    """``manifest.json``. ``image_size`` is [H, W] when all images share it, else None.
+
+    ``extra`` (written by ``cjepa data convert``; absent from older manifests): ``classes`` (the
+    class index, shared by a train/val pair), ``labels_from``, ``resize``, ``stats_from`` (how
+    mean/std were measured), ``seed``, ``columns`` and ``skipped`` ([{path, error}] of files left
+    out with ``--on-corrupt skip``).
+    """
 
     shards: list[ShardInfo]
     total: int

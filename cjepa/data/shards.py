@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from cjepa.data.shard_format import CLASSES, DECODE_ERRORS, MANIFEST, Manifest, decode_image
+from cjepa.data.shard_format import CLASSES, DECODE_ERRORS, MANIFEST, Manifest, ShardInfo, decode_image
 from cjepa.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,13 @@ class ParquetImages:
     def __init__(self, root: str | Path, *, skip_corrupt: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  size: tuple[int, int] | None = None, preload: bool | None = None) -> None:
         self.root, self.skip_corrupt, self.cache_bytes = str(root), skip_corrupt, cache_bytes
-        self.fs, self._dir = _resolve(self.root)
+        self.fs, self._dir = resolve_fs(self.root)
         self.manifest = m = Manifest.from_json(self._read_text(MANIFEST), self.root)
         self.classes: dict[str, int] = json.loads(self._read_text(CLASSES))
         if size is None and m.image_size is None:
             raise DataError(f"{self.root}: images differ in size ({m.min_size} to {m.max_size}); re-convert "
-                            "with `cjepa data convert --resize N`, or pass size=(H, W)")
+                            "with `cjepa data convert --resize N --center-crop`, or pass size=(H, W); training reads any "
+                            "sizes through the shard stream (cjepa/data/stream.py)")
         self.size: tuple[int, int] = tuple(size or m.image_size)  # type: ignore[assignment]
         self._resize = size is not None and list(size) != m.image_size
         self.channels, self.mode = m.channels, ("L" if m.channels == 1 else "RGB")
@@ -120,23 +121,8 @@ class ParquetImages:
 
     def _read_shard(self, i: int, columns: list[str]) -> pa.Table:
         """The whole shard file, SHA-256 checked against the manifest, then parsed."""
-        s = self.manifest.shards[i]
-        try:
-            with self.fs.open_input_stream(self._path(s.file)) as f:
-                data = f.read()
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{self.root}: cannot read shard {s.file} ({exc})") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != s.sha256:
-            raise DataError(f"{self.root}: shard {s.file} is corrupt: its sha256 is {digest[:12]}..., "
-                            f"{MANIFEST} says {s.sha256[:12]}... (re-run `cjepa data convert`)")
-        try:
-            table = pq.read_table(pa.BufferReader(data), columns=columns)
-        except pa.ArrowException as exc:
-            raise DataError(f"{self.root}: shard {s.file} is not readable Parquet ({exc})") from None
-        if table.num_rows != s.rows:
-            raise DataError(f"{self.root}: shard {s.file} has {table.num_rows} rows, {MANIFEST} says {s.rows}")
-        return table
+        return read_verified_shard(self.fs, self._path(self.manifest.shards[i].file), self.manifest.shards[i],
+                                   self.root, columns)
 
     def _read_labels(self, i: int, preload: bool) -> np.ndarray:
         if preload:
@@ -256,7 +242,28 @@ class ParquetImages:
         return {**self.__dict__, "_cache": _ShardCache(self.cache_bytes)}
 
 
-def _resolve(root: str) -> tuple[pafs.FileSystem, str]:
+def read_verified_shard(fs: pafs.FileSystem, path: str, s: ShardInfo, root: str, columns: list[str]) -> pa.Table:
+    """One shard read whole (one request, also on an object store), its SHA-256 and row count
+    checked against the manifest, then parsed: damage is named, never decoded as images."""
+    try:
+        with fs.open_input_stream(path) as f:
+            data = f.read()
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{root}: cannot read shard {s.file} ({exc})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != s.sha256:
+        raise DataError(f"{root}: shard {s.file} is corrupt: its sha256 is {digest[:12]}..., "
+                        f"{MANIFEST} says {s.sha256[:12]}... (re-run `cjepa data convert`)")
+    try:
+        table = pq.read_table(pa.BufferReader(data), columns=columns)
+    except pa.ArrowException as exc:
+        raise DataError(f"{root}: shard {s.file} is not readable Parquet ({exc})") from None
+    if table.num_rows != s.rows:
+        raise DataError(f"{root}: shard {s.file} has {table.num_rows} rows, {MANIFEST} says {s.rows}")
+    return table
+
+
+def resolve_fs(root: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in root:
         return pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
     try:
@@ -266,8 +273,20 @@ def _resolve(root: str) -> tuple[pafs.FileSystem, str]:
 
 
 def split_root(root: str, split: str) -> str:
-    """``data.root`` + ``/train`` or ``/test`` (URIs keep their scheme)."""
+    """``data.root`` + ``/train`` or ``/test`` (URIs keep their scheme). The test split is
+    ``test/``, or ``val/`` where there is no ``test/`` (ImageNet's layout, as converted)."""
     if not root:
-        raise DataError("data.dataset=parquet needs data.root=<dir or URI with train/ and test/ shard "
+        raise DataError("data.dataset=parquet needs data.root=<dir or URI with train/ and test/ (or val/) shard "
                         "directories>; make one with `cjepa data convert SRC OUT`")
-    return f"{root.rstrip('/')}/{split}" if "://" in root else str(Path(root).expanduser() / split)
+    join = (lambda name: f"{root.rstrip('/')}/{name}") if "://" in root else \
+        (lambda name: str(Path(root).expanduser() / name))
+    if split != "test":
+        return join(split)
+    fs, base = resolve_fs(root)
+    try:
+        infos = fs.get_file_info([f"{base.rstrip('/')}/test/{MANIFEST}", f"{base.rstrip('/')}/val/{MANIFEST}"])
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"data.root={root}: cannot be reached ({exc}); expected a folder or URI holding "
+                        "train/ and test/ (or val/) shard directories") from None
+    has_test, has_val = (info.type == pafs.FileType.File for info in infos)
+    return join("val") if has_val and not has_test else join("test")

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from cjepa.atomic import atomic_write, tmp_pattern
+from cjepa.config import Config
 from cjepa.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -161,8 +162,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def check_compatible(saved_config: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
     """Refuse to resume when a setting that shapes training has changed since the checkpoint."""
     diffs = []
+    defaults = Config().to_dict()  # a key added since the checkpoint was written reads as its default
     for section in RESUME_SECTIONS:
-        old, new = saved_config.get(section, {}), current.get(section, {})
+        old, new = {**defaults[section], **saved_config.get(section, {})}, current.get(section, {})
         diffs += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
                   for k in sorted(set(old) | set(new))
                   if old.get(k) != new.get(k) and f"{section}.{k}" not in RESUME_FREE_KEYS]

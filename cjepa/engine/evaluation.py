@@ -20,10 +20,12 @@ import torch
 from torch import nn
 
 from cjepa.config import Config
-from cjepa.data import dataset_stats, eval_view, load_split
+from cjepa.data import eval_view, load_split
+from cjepa.data.build import normalization
 from cjepa.engine.precision import eval_autocast
 from cjepa.eval import (
     cached_scores,
+    check_knn_bank,
     collapse_metrics,
     extract_pooled,
     knn_accuracy,
@@ -37,23 +39,40 @@ from cjepa.metrics import baseline_name, probe_name
 PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
 
 
+def _eval_sets(cfg: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images, labels) of the kNN bank / probe training set and of the test set.
+
+    In-memory sets: the first ``eval.train_samples`` of a seed-0 permutation of the train split.
+    Parquet shards: the split's first rows (shuffled across classes at import), read shard by
+    shard: a permutation of a large split would read every shard for a few thousand images."""
+    ev, img = cfg.eval, cfg.model.img_size
+    if cfg.data.dataset == "parquet":
+        from cjepa.data.shards import split_root
+        from cjepa.data.stream import ShardSplit, eval_images
+
+        return tuple(eval_images(ShardSplit(split_root(cfg.data.root, s)), n, img)  # type: ignore[return-value]
+                     for s, n in (("train", ev.train_samples), ("test", ev.test_samples)))
+    train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
+    idx = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))[: ev.train_samples]
+    return (train.images[idx], train.labels[idx]), (test.images[: ev.test_samples], test.labels[: ev.test_samples])
+
+
 class Evaluator:
     def __init__(self, cfg: Config, device: torch.device, autocast_dtype: torch.dtype | None = None) -> None:
         self.cfg = cfg
         self.device = device
         ev, m = cfg.eval, cfg.model
         self.autocast_dtype = eval_autocast(ev.precision, device, autocast_dtype)
-        mean, std = dataset_stats(cfg.data.dataset)
-        train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
-        perm = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))
-        idx = perm[: ev.train_samples]
-        self.train_x = eval_view(train.images[idx], m.img_size, mean, std, m.in_chans)
-        self.train_y = train.labels[idx]
-        self.test_x = eval_view(test.images[: ev.test_samples], m.img_size, mean, std, m.in_chans)
-        self.test_y = test.labels[: ev.test_samples]
+        mean, std = normalization(cfg.data)
+        (train_u8, self.train_y), (test_u8, self.test_y) = _eval_sets(cfg)
+        self.train_x = eval_view(train_u8, m.img_size, mean, std, m.in_chans)
+        self.test_x = eval_view(test_u8, m.img_size, mean, std, m.in_chans)
+        check_knn_bank(ev.knn_k, len(self.train_y), cfg.data.dataset)  # a split smaller than eval.train_samples
         self.baseline: dict[str, float] = {}
         key = (f"{cfg.data.dataset}:{cfg.data.root}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
                f":k{ev.knn_k}:T{ev.knn_temperature}:lin{ev.linear_epochs}")
+        if cfg.data.dataset == "parquet":  # the bank is the split's prefix since the shard stream (not a permutation)
+            key += ":bank=prefix"
         cache = Path(cfg.data.cache_dir).expanduser() / "raw_baselines.json"
         if ev.raw_baseline:
             self.baseline = raw_pixel_baseline(self.train_x, self.train_y, self.test_x, self.test_y,

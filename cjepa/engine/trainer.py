@@ -20,7 +20,8 @@ import torch.distributed as dist
 from torch import nn
 
 from cjepa.config import Config
-from cjepa.data import StepBatchDataset, StepBatchSampler, build_loader, dataset_stats, load_split
+from cjepa.data import build_loader
+from cjepa.data.build import train_dataset
 from cjepa.engine.checkpoint import (
     CHECKPOINT_NAME,
     check_compatible,
@@ -57,8 +58,13 @@ def resolve_device(cfg: Config) -> torch.device:
     return torch.device("cpu")
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def _to_device(batch: dict[str, Any], device: torch.device, dataset: Any) -> dict[str, Any]:
+    """The batch on the device; the shard stream's uint8 views (or JPEGs, ``data.decode=device``)
+    are finished there, last."""
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    finish = getattr(dataset, "finish_on_device", None)  # the shard stream's decode on the device / normalise
+    if finish is not None:
+        out = finish(out, device)
     masks = batch["masks"]
     out["masks"] = masks.to(device)
     return out
@@ -105,7 +111,7 @@ class _Run:
     world: int
     device: torch.device
     autocast: torch.dtype | None
-    dataset: StepBatchDataset
+    dataset: Any  # StepBatchDataset or ShardStream (cjepa.data.build)
     mask_gen: MultiBlockMaskGenerator
     sched: Schedules
     model: nn.Module  # CJEPA, DDP-wrapped when world > 1
@@ -127,14 +133,10 @@ def _build(cfg: Config) -> _Run:
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = resolve_device(cfg)
-    data = load_split(cfg.data, "train")
-    mean, std = dataset_stats(cfg.data.dataset)
     m = cfg.model
     mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
-    dataset = StepBatchDataset(data, m.img_size, cfg.data.crop_scale, mean, std, m.in_chans, cfg.run.seed,
-                               mask_gen, two_views=needs_second_view(cfg), rank=rank, world_size=world,
-                               hflip=cfg.data.hflip)
-    sched = Schedules(cfg, StepBatchSampler(len(data.labels), cfg.optim.batch_size, cfg.run.seed).steps_per_epoch)
+    dataset = train_dataset(cfg, rank, world, mask_gen, needs_second_view(cfg))
+    sched = Schedules(cfg, _sampler(cfg, dataset, 0).steps_per_epoch)
     torch.manual_seed(cfg.run.seed)  # identical initial weights in every process
     model = CJEPA(cfg).to(device)
     autocast = resolve_autocast(cfg, device)
@@ -149,6 +151,12 @@ def _build(cfg: Config) -> _Run:
         run.model = nn.parallel.DistributedDataParallel(
             global_batchnorm(model, device), device_ids=[device.index] if device.index is not None else None)
     return run
+
+
+def _sampler(cfg: Config, dataset: Any, start_step: int) -> Any:
+    """This rank's step-keyed sampler from ``start_step`` to the end of the run."""
+    return dataset.sampler(cfg.optim.batch_size, cfg.run.seed, start_step, cfg.run.epochs,
+                           max(1, cfg.data.num_workers))
 
 
 def _restore(run: _Run) -> None:
@@ -177,7 +185,8 @@ def _write_run_files(run: _Run) -> None:
     run_dir = run.ckpt_path.parent
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(run.cfg.to_yaml())
-    sample = run.dataset[(0, torch.arange(min(8, run.cfg.optim.batch_size)))]
+    sample = _to_device(run.dataset[(0, torch.arange(min(8, run.cfg.optim.batch_size)))], torch.device("cpu"),
+                        run.dataset)
     save_mask_png(run.mask_gen(len(sample["images"]), 0), run.mask_gen.grid, run_dir / "masks.png",
                   images=sample["images"])
 
@@ -214,8 +223,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     spe, total = run.sched.steps_per_epoch, run.sched.total_steps
     for r in reporters:
         r.on_start(run.ckpt_path.parent, run.step // spe, run.extra)
-    sampler = StepBatchSampler(len(run.dataset.data.labels), cfg.optim.batch_size, cfg.run.seed, start_step=run.step,
-                               epochs=cfg.run.epochs, rank=run.rank, world_size=run.world)
+    sampler = _sampler(cfg, run.dataset, run.step)
     result = TrainResult(run_dir=run.ckpt_path.parent, step=run.step)
     meter = _EpochMeter(run.meter_state)
     run.model.train()
@@ -224,7 +232,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     tick = time.perf_counter()
     for batch in build_loader(run.dataset, sampler, cfg.data.num_workers):
         assert batch["step"] == run.step, f"loader is at step {batch['step']}, trainer at {run.step}"
-        logs = train_step(run.model, run.optimizer, _to_device(batch, run.device), run.sched.lr(run.step),
+        logs = train_step(run.model, run.optimizer, _to_device(batch, run.device, run.dataset), run.sched.lr(run.step),
                           run.sched.weight_decay(run.step), run.sched.momentum(run.step), run.autocast,
                           cfg.optim.grad_clip)
         run.step += 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cjepa.config import Config, load_config, set_value
+from cjepa.config import Config, check_data_source, load_config, set_value
 from cjepa.errors import ConfigError
 from cjepa.metrics import reported_metrics
 
@@ -128,6 +128,7 @@ def plan_study(study: Study, extra: list[str] | None = None
         try:
             for seed in study.seeds if study.search == "grid" else study.seeds[:1]:
                 configs[(name, seed)] = trial_config(study, settings, seed, extra)
+            check_data_source(configs[(name, study.seeds[0])])
         except ConfigError as exc:
             raise ConfigError(f"{where}, arm {name!r}: {exc}") from None
         _check_metrics(study, configs[(name, study.seeds[0])], f"{where}, arm {name!r}")

@@ -71,6 +71,7 @@ def test_analytic_flops_equal_flop_counter(beta, one_thread):
     assert (parts["vicreg_fwd"] > 0) == (beta > 0)
 
 
+@pytest.mark.integration
 def test_time_limit_and_subprocess_timeout(tmp_path):
     with pytest.raises(StageTimeout), time_limit(0.2):
         time.sleep(5)
@@ -125,7 +126,8 @@ def test_dry_run_gives_every_key(tmp_path):
         report["stages"]["step_eager"]["results"]["ijepa"]["flops_per_image"]  # the projector costs FLOPs
 
     data = report["stages"]["data_pipeline"]["results"]
-    assert data["device_vs_cpu_max_abs_diff"] < 1e-5 and data["loader_cpu_crops_img_per_s"] > 0
+    assert data["device_vs_workers_mean_abs_diff"] < 6.0 and data["loader_workers_decode_img_per_s"] > 0
+    assert data["loader_device_decode_img_per_s"] > 0 and data["device_decode_img_per_s"] > 0
     ray = report["stages"]["ray_train"]["results"]
     assert ray["planned"] is True and ray["returncode"] is None  # validated, never started
     assert ray["validated"]["workers"] == 1 and ray["validated"]["train"] == 64

@@ -176,7 +176,9 @@ def test_sizes_that_differ_need_resize(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="--resize"):
         ParquetImages(tmp_path / "raw")
     assert ParquetImages(tmp_path / "raw", size=(16, 16)).images[:].shape == (8, 3, 16, 16)
-    m = convert_image_folder(src, tmp_path / "sq", image_format="jpeg", resize=16)
+    m = convert_image_folder(src, tmp_path / "kept", image_format="jpeg", resize=16)  # aspect kept: sizes differ
+    assert m.image_size is None and (m.min_size, m.max_size) == ([16, 16], [25, 24])  # 20x30->16x24, 28x18->25x16
+    m = convert_image_folder(src, tmp_path / "sq", image_format="jpeg", resize=16, center_crop=True)
     assert m.image_size == [16, 16] and ParquetImages(tmp_path / "sq").images[:].shape == (8, 3, 16, 16)
 
 
