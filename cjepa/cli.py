@@ -14,10 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cjepa.config import Config, check_output_dir, load_config
+from cjepa.config import Config, check_data_source, check_output_dir, load_config
 from cjepa.config.presets import DEFAULT_PRESET, PRESET_DIR, resolve_config_path
-from cjepa.distributed.command import add_distributed_args, check_flags
-from cjepa.errors import ArgumentParser, CJepaError
+from cjepa.distributed.command import add_distributed_args, check_flags, use_ray_address
+from cjepa.errors import OVERRIDES_METAVAR, ArgumentParser, CJepaError
 
 STUDY_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 DATA_HELP = "data set tools (convert image folders to Parquet shards)"  # = cjepa.data.convert_cli's
@@ -30,16 +30,18 @@ def build_config(args: argparse.Namespace) -> Config:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE|PRESET",
                    help=f"YAML config or preset name in configs/ (default: {DEFAULT_PRESET})")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
+    p.add_argument("overrides", nargs="*", metavar=OVERRIDES_METAVAR,
                    help="dotted overrides, e.g. loss.beta_vicreg=0.01 run.epochs=5")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args)
-    if args.workers is not None:  # the distributed flags' ranges: one line now, never a started Ray
-        check_flags(args)
+    check_flags(args)  # the distributed flags' ranges: one line now, never a started Ray
+    if args.workers is not None:
+        use_ray_address(args)  # a cluster that is not there: one line in seconds, before any MLflow run
     tracking_uri = _check_tracking(args)  # before the engine is imported: a bad URI costs a second
     check_output_dir(cfg)  # an unusable run.output_dir: one line now, not an OSError after the data loaded
+    check_data_source(cfg)  # no shards, or a 28 px set at 224 px: one line, before Ray
     if args.workers is not None:  # Ray Train workers; MLflow on rank 0
         from cjepa.distributed.command import train_distributed
 

@@ -149,14 +149,21 @@ def infer_baseline(data: StudyData) -> str | None:
 def load_study_dir(study_dir: str | Path, tracking_uri: str | None = None, baseline: str | None = None) -> StudyData:
     """Read ``DIR/results.parquet`` and ``DIR/study.json``; the baseline from ``baseline``, else the
     parent run's ``baseline`` param (when the store is reachable), else :func:`infer_baseline`."""
+    from cjepa.errors import CJepaError
+
     study_dir = Path(study_dir)
     table = study_dir / "results.parquet"
     if not table.is_file():
-        from cjepa.errors import CJepaError
-
         raise CJepaError(f"--study {study_dir}: no results.parquet there (is it a study directory "
                          "`<storage>/<study>` whose study has finished?)")
-    df = pd.read_parquet(table)
+    try:
+        df = pd.read_parquet(table)
+    except Exception as exc:  # pyarrow's ArrowInvalid ("Parquet magic bytes not found"), OSError, ...
+        text = " ".join(str(exc).split()).rsplit("': ", 1)[-1]  # pyarrow repeats the path: keep what is wrong
+        why = f"{type(exc).__name__}: {text.split('. ')[0][:160]}"
+        raise CJepaError(f"--study {study_dir}: {table} cannot be read ({why}); move it away and rerun the "
+                         "study with --resume, which rebuilds it from Tune's state and the trials' metrics.jsonl, "
+                         "or report from MLflow with --experiment NAME") from None
     state = json.loads((study_dir / "study.json").read_text()) if (study_dir / "study.json").is_file() else {}
     uri = tracking_uri or state.get("tracking_uri")
     parent = state.get("parent_run_id")

@@ -10,6 +10,7 @@ from cjepa.config.mask_rules import check_masks
 from cjepa.config.schema import (
     ATTENTIONS,
     DATASETS,
+    DECODERS,
     DEVICES,
     EMA_SCHEDULES,
     JEPA_LOSSES,
@@ -97,12 +98,17 @@ def _validate_data_eval(cfg: Config) -> None:
     if not (0 < lo <= hi <= 1):
         raise ConfigError(f"data.crop_scale={[lo, hi]}: expected 0 < min <= max <= 1")
     _in_range("data.hflip", d.hflip, 0.0, 1.0)
+    _positive("data.shuffle_window", d.shuffle_window)
+    _choice("data.decode", d.decode, DECODERS)
+    if d.decode == "device" and d.dataset != "parquet":
+        raise ConfigError(f"data.decode=device decodes JPEG shards (data.dataset=parquet); {d.dataset} is in memory")
     if d.num_workers < 0 or d.train_subset < 0:
         raise ConfigError("data.num_workers and data.train_subset must be >= 0")
     if ev.every < 0:
         raise ConfigError(f"eval.every: expected >= 0 (0 = off), got {ev.every}")
     for key in ("knn_k", "knn_temperature", "train_samples", "test_samples", "batch_size"):
         _positive(f"eval.{key}", getattr(ev, key))
+    _check_knn_bank(cfg)
     _choice("eval.precision", ev.precision, PRECISIONS)
     if ev.linear_epochs < 0:
         raise ConfigError(f"eval.linear_epochs: expected >= 0 (0 = no probe), got {ev.linear_epochs}")
@@ -118,6 +124,20 @@ def _validate_data_eval(cfg: Config) -> None:
                               "(the token grid's side)")
 
 
+def _check_knn_bank(cfg: Config) -> None:
+    """``eval.knn_k`` must not exceed the kNN bank: ``eval.train_samples`` images of the train split,
+    fewer under ``data.train_subset``. Why refuse: a k clipped to the bank without a word is a
+    different probe than the one asked for (and than the one the results table records). A split
+    smaller than both is only known once it is loaded: the evaluator checks that at its start."""
+    ev, subset = cfg.eval, cfg.data.train_subset
+    bank = min(ev.train_samples, subset) if subset > 0 else ev.train_samples
+    if ev.knn_k > bank:
+        source = (f"data.train_subset={subset}" if subset > 0 and subset < ev.train_samples
+                  else f"eval.train_samples={ev.train_samples}")
+        raise ConfigError(f"eval.knn_k={ev.knn_k} exceeds the kNN bank of {bank} training images ({source}); "
+                          f"choose eval.knn_k <= {bank} or a larger bank")
+
+
 def _validate_run(cfg: Config) -> None:
     run = cfg.run
     _positive("run.epochs", run.epochs)
@@ -129,6 +149,33 @@ def _validate_run(cfg: Config) -> None:
     _choice("run.attention", run.attention, ATTENTIONS)
     if not run.output_dir:
         raise ConfigError("run.output_dir: must not be empty")
+
+
+NATIVE_SIZE = {"fashion_mnist": 28, "digits": 8}  # the built-in sets' image side, px
+MAX_UPSAMPLE = 4
+
+
+def check_data_source(cfg: Config) -> None:
+    """What a run trains on exists and makes sense at its image size: one line before Ray or any
+    model starts. Not part of :func:`validate`, so a preset can be printed (``cjepa config``)
+    before its ``data.root`` is known."""
+    d, size = cfg.data, cfg.model.img_size
+    how = ("convert an image folder or an ImageNet tree with `cjepa data convert SRC DIR` and pass "
+           "data.dataset=parquet data.root=DIR")
+    if d.dataset in NATIVE_SIZE and size > MAX_UPSAMPLE * NATIVE_SIZE[d.dataset]:
+        native = NATIVE_SIZE[d.dataset]
+        raise ConfigError(f"model.img_size={size} would train {d.dataset}'s {native} px images upsampled "
+                          f"{size / native:.0f}x; the 224 px presets and --full studies need a real data set: {how} "
+                          f"(or keep model.img_size <= {MAX_UPSAMPLE * native})")
+    if d.dataset != "parquet":
+        return
+    if not d.root:
+        raise ConfigError(f"data.dataset=parquet needs data.root (shards with train/ and test/ or val/): {how}")
+    if "://" not in d.root:
+        train = Path(d.root).expanduser() / "train" / "manifest.json"
+        if not train.is_file():
+            raise ConfigError(f"data.root={d.root}: cannot read manifest.json of the train split ({train}: no such "
+                              "file); expected the output folder of `cjepa data convert` (train/ and test/ or val/)")
 
 
 def _positive(key: str, value: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from cjepa.config import Config
 from cjepa.errors import DistributedError
@@ -22,6 +23,8 @@ def add_distributed_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint storage (default: ./ray_results; a shared path or s3:// URI on a cluster)")
     g.add_argument("--max-failures", type=int, default=0, metavar="K",
                    help="restart the workers from the latest checkpoint up to K times (-1: always; default 0)")
+    g.add_argument("--address", metavar="HOST:PORT",
+                   help="the Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray); checked in 5 s")
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -30,6 +33,11 @@ def check_flags(args: argparse.Namespace) -> None:
     Why here: ``fit_distributed`` checked ``--max-failures`` only after importing Ray, and a
     negative or non-finite ``--gpus-per-worker`` reached ``ray.init`` and the placement check.
     """
+    if args.workers is None:
+        if getattr(args, "address", None):
+            raise DistributedError("--address names the Ray cluster of --workers N; without --workers training "
+                                   "runs in this process")
+        return
     if args.workers < 1:
         raise DistributedError(f"--workers must be >= 1, got {args.workers}")
     if args.max_failures < -1:
@@ -37,6 +45,16 @@ def check_flags(args: argparse.Namespace) -> None:
     gpus = args.gpus_per_worker
     if gpus is not None and not (math.isfinite(gpus) and gpus > 0):
         raise DistributedError(f"--gpus-per-worker must be a finite number > 0 (fractions share a GPU), got {gpus:g}")
+
+
+def use_ray_address(args: argparse.Namespace) -> None:
+    """``--address`` wins over ``$RAY_ADDRESS`` (set in the environment: Ray and its workers read it
+    there); then the address is probed, so a cluster that is not there costs seconds, not minutes."""
+    from cjepa.distributed.preflight import check_ray_address
+
+    if getattr(args, "address", None):
+        os.environ["RAY_ADDRESS"] = args.address
+    check_ray_address()
 
 
 def train_distributed(cfg: Config, args: argparse.Namespace, tracking_uri: str | None) -> int:

@@ -81,12 +81,51 @@ def quiet_local_cluster() -> None:
     os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
 
 
-def connect_ray() -> str:
+#: How long a cluster address may take to accept a TCP connection before it counts as down.
+RAY_PROBE_TIMEOUT_S = 5.0
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``host:port``, ``ray://host:port``, ``http://host:port``, ``[::1]:port``;
+    None for ``auto``/``local`` and other forms Ray resolves itself."""
+    rest = address.strip().split("://", 1)[-1].split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_ray_address(address: str | None = None, timeout: float = RAY_PROBE_TIMEOUT_S) -> None:
+    """Refuse, in ``timeout`` seconds, a Ray address (``RAY_ADDRESS`` by default) where nothing listens.
+
+    Why: ``ray.init(address=...)`` towards a port with no cluster behind it keeps retrying for
+    minutes without a word (issue 27: still waiting after 2 minutes); one TCP connect says at
+    once whether anything is there. Called before any MLflow run is opened or Ray is imported.
+    """
+    address = os.environ.get("RAY_ADDRESS") if address is None else address
+    where = _host_port(address) if address else None
+    if where is None:
+        return
+    import socket
+
+    try:
+        socket.create_connection(where, timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc))
+        raise DistributedError(f"no Ray cluster answers at {address} (RAY_ADDRESS / --address: {reason}); is a "
+                               f"cluster running there? check with `ray status --address {where[0]}:{where[1]}`, "
+                               "start one with `ray start --head`, or leave RAY_ADDRESS and --address unset for a "
+                               "local Ray") from None
+
+
+def connect_ray(log_to_driver: bool = True) -> str:
     """Use the running Ray, or connect to ``RAY_ADDRESS``, or start a local cluster.
 
     The local cluster gets the machine's cores and Ray's defaults, the dashboard included:
     with the dashboard disabled at ray.init Ray's State API is missing and Tune cannot free the
-    placement groups of stopped trials (stack-notes, Pitfall 1). Returns a description.
+    placement groups of stopped trials (stack-notes, Pitfall 1). ``log_to_driver=False`` keeps the
+    workers' own output (step lines, "Checkpoint successfully created") in Ray's log files instead
+    of this console: a study's quiet default. Returns a description.
     """
     import ray
 
@@ -95,8 +134,9 @@ def connect_ray() -> str:
     address = os.environ.get("RAY_ADDRESS")
     if not address:
         quiet_local_cluster()
+    check_ray_address(address)
     try:
-        ray.init(address=address or None, log_to_driver=True)
+        ray.init(address=address or None, log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise DistributedError(f"cannot connect to the Ray cluster at RAY_ADDRESS={address!r} "
                                f"({str(exc).splitlines()[0][:200]}); start it with `ray start --head` "

@@ -28,10 +28,10 @@ def knn_predict(
     chunk: int = 1024,
 ) -> Tensor:
     """Predicted labels (N_test,) int64 for ``test_feats`` by a weighted vote of the k nearest
-    (cosine) training samples. ``k`` larger than the bank is clipped to the bank size."""
+    (cosine) training samples. ``k`` larger than the bank is refused, not clipped (a different probe)."""
     _check(train_feats, train_labels, test_feats)
-    if k < 1:
-        raise ValueError(f"k: expected >= 1, got {k}")
+    if not 1 <= k <= train_feats.shape[0]:
+        raise ValueError(f"k: expected 1 <= k <= {train_feats.shape[0]} (the training bank), got {k}")
     if not temperature > 0:
         raise ValueError(f"temperature: expected > 0, got {temperature}")
     if chunk < 1:
@@ -39,7 +39,6 @@ def knn_predict(
     labels = train_labels.long().cpu()
     if num_classes is None:
         num_classes = int(labels.max()) + 1
-    k = min(k, train_feats.shape[0])
     bank = F.normalize(train_feats.float(), dim=1)
     labels = labels.to(bank.device)
     preds = []
@@ -55,6 +54,16 @@ def knn_predict(
     if not preds:
         return torch.empty(0, dtype=torch.long)
     return torch.cat(preds)
+
+
+def check_knn_bank(k: int, bank: int, dataset: str) -> None:
+    """Refuse ``eval.knn_k`` above the bank the evaluator really has (the train split can be smaller
+    than ``eval.train_samples``, which config validation checks): before any training, one line."""
+    if k > bank:
+        from cjepa.errors import ConfigError
+
+        raise ConfigError(f"eval.knn_k={k} exceeds the kNN bank: the train split of {dataset} gives {bank} images "
+                          f"(eval.train_samples or the split, whichever is smaller); choose eval.knn_k <= {bank}")
 
 
 def knn_accuracy(

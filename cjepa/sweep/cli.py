@@ -10,10 +10,11 @@ the head node's MLflow server). Anything the study does not fix can be overridde
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
-from cjepa.errors import ArgumentParser, CJepaError
+from cjepa.errors import OVERRIDES_METAVAR, ArgumentParser, CJepaError
 from cjepa.sweep.study import Study
 
 EPILOG = """\
@@ -59,15 +60,18 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     p.add_argument("--workers-per-trial", type=int, metavar="N",
                    help="Ray Train workers per trial (>= 1; default: the study's)")
     p.add_argument("--use-gpu", action="store_true", help="GPU workers (NCCL, bf16 autocast)")
+    p.add_argument("--address", type=_nonempty, metavar="HOST:PORT",
+                   help="the Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray); checked in 5 s")
     p.add_argument("--trial-runner", choices=("auto", "actor", "ray_train"), default=None,
                    help="where a trial trains: in Tune's trial actor (one CPU worker; no Ray Train processes "
                         "to start) or in Ray Train workers; auto (default): actor for one CPU worker per trial")
     p.add_argument("--verbose", action="store_true",
-                   help="Ray Tune's whole console output (every trial's metrics, Ray's own lines); default: "
-                        "one table of arm, seed, epoch and the probe accuracies")
+                   help="Ray Tune's whole console output (every trial's metrics, step and checkpoint lines, Ray's "
+                        "own lines); default: a table of arm, seed, epoch and the probe accuracies with the study's "
+                        "ETA, and one line per finished trial")
     p.add_argument("--dry-run", action="store_true",
                    help="validate (study, storage, earlier results) and list the trials; do not start Ray")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
+    p.add_argument("overrides", nargs="*", metavar=OVERRIDES_METAVAR,
                    help="config overrides for every trial, as for cjepa train (e.g. run.epochs=2)")
     args = p.parse_args(argv)
     if args.no_mlflow and args.tracking_uri:
@@ -112,6 +116,8 @@ def main(make_study: Callable[[bool], Study], description: str, argv: list[str] 
             return 0
         from cjepa.sweep.runner import run_study
 
+        if args.address:  # where Ray reads it (connect_ray, and the trials' own processes)
+            os.environ["RAY_ADDRESS"] = args.address
         run_study(study, storage=args.storage, resume=args.resume, tracking_uri=args.tracking_uri,
                   extra=args.overrides, mlflow=not args.no_mlflow, verbose=args.verbose, extend=args.extend)
         return 0

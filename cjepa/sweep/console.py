@@ -1,6 +1,9 @@
-"""Tune's console for a study: one quiet table of arm, seed, epoch and the probe metrics.
+"""Tune's console for a study: one quiet table of arm, seed, epoch and the probe metrics, the
+study's ETA, and one line per finished trial; nothing per step.
 
-``--verbose`` gives Ray's own output instead. The table is Tune's ``CLIReporter`` (the library's
+``--verbose`` gives Ray's own output instead (every trial's step lines, "Checkpoint successfully
+created" per epoch: ~50 lines a minute in the main job, issue 27). Quiet, the trials' own output stays
+in Ray's log files (``connect_ray(log_to_driver=False)``). The table is Tune's ``CLIReporter`` (the library's
 table, not ours) with two corrections a user of a 2-core laptop asked for:
 
 * Tune's "Logical resource usage: 0/2 CPUs" counts what the *trial* processes reserve, and a
@@ -13,9 +16,10 @@ table, not ours) with two corrections a user of a 2-core laptop asked for:
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
-from cjepa.sweep.naming import _indexed
+from cjepa.sweep.naming import _indexed, flat_config
 from cjepa.sweep.study import Study
 
 #: Tune's live table: the probe metrics under short names (columns with no value yet are hidden).
@@ -55,14 +59,70 @@ def _cluster_usage() -> str | None:
         return None
 
 
-def progress_reporter(study: Study, extension: bool = False) -> Any:
+FINISHED = ("TERMINATED", "ERROR")
+
+
+def trial_label(config: dict[str, Any]) -> str:
+    """``beta_vicreg=0.01 s0``: a trial's arm (or Optuna's sampled values) and seed, as in the table."""
+    flat = flat_config(config)
+    if "arm" in flat:
+        return f"{flat['arm']} s{flat.get('seed')}"
+    values = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+                       for k, v in flat.items() if k not in ("seed", "trial"))
+    return f"{values} s{flat.get('seed')}"
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 05 min``: an ETA is read at a glance, not to the second."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class StudyClock:
+    """The study's ETA, from the trial-epochs trained since this driver started (a resumed study's
+    earlier epochs do not make it look fast). A finished or stopped trial counts in full: ASHA's
+    stopped trials will train no more."""
+
+    def __init__(self, epochs: int, trials: int) -> None:
+        self.epochs, self.trials = max(epochs, 1), trials
+        self.start: tuple[float, int] | None = None
+
+    def epochs_done(self, status: str, last_result: dict[str, Any] | None) -> int:
+        if status in FINISHED:
+            return self.epochs
+        return min(int((last_result or {}).get("epoch") or 0), self.epochs)
+
+    def line(self, done: list[int], now: float | None = None) -> str:
+        """``Study: 5/12 trial-epochs, ETA 3 min`` from each known trial's epochs done."""
+        now = time.monotonic() if now is None else now
+        total = max(self.trials, len(done)) * self.epochs
+        trained = sum(done)
+        if self.start is None:
+            self.start = (now, trained)
+        t0, before = self.start
+        if trained >= total:
+            eta = "done"
+        elif trained > before and now > t0:
+            eta = f"ETA {duration((total - trained) * (now - t0) / (trained - before))}"
+        else:
+            eta = "ETA after the first epoch"
+        return f"Study: {trained}/{total} trial-epochs, {eta}"
+
+
+def progress_reporter(study: Study, extension: bool = False, epochs: int = 0, trials: int = 0) -> Any:
     """Tune's table with the arm (or Optuna's sampled values) and seed, and :data:`METRIC_COLUMNS`,
-    reprinted at most every 30 s (two trials on 2 cores change little faster)."""
+    reprinted at most every 30 s (two trials on 2 cores change little faster), with the study's ETA
+    (:class:`StudyClock`) under the resource line."""
     from ray.tune import CLIReporter
+
+    clock = StudyClock(epochs, trials)
 
     class StudyReporter(CLIReporter):
         def report(self, trials: list, done: bool, *sys_info: str) -> None:
-            super().report(trials, done, *true_usage(sys_info, _cluster_usage()))
+            eta = clock.line([clock.epochs_done(t.status, t.last_result) for t in trials])
+            super().report(trials, done, *true_usage(sys_info, _cluster_usage()), eta)
 
     if extension:  # an --extend experiment's trials are {"trial": {"arm", "seed"}} (build_tuner)
         params = {"trial/arm": "arm", "trial/seed": "seed"}
@@ -75,14 +135,23 @@ def progress_reporter(study: Study, extension: bool = False) -> Any:
                          max_column_length=32, max_report_frequency=30)  # metric/mode: Tune's, from TuneConfig
 
 
-def console_options(study: Study, verbose: bool, extension: bool = False) -> dict[str, Any]:
-    """``tune.RunConfig`` arguments for the console: quiet by default (the table only: no per-trial
-    metric box), Ray's own output with ``verbose``.
+def console_options(study: Study, verbose: bool, extension: bool = False, epochs: int = 0,
+                    trials: int = 0) -> dict[str, Any]:
+    """``tune.RunConfig`` arguments for the console: quiet by default (the table, the ETA and one line
+    per finished trial (:class:`~cjepa.sweep.trial_lines.TrialLines`); no per-trial metric box), Ray's
+    own output with ``verbose``. ``epochs``: a trial's full length, ``trials``: the study's trial count
+(for the ETA and the per-trial lines).
 
     Ray 2.60's default output engine ignores a ``progress_reporter`` (ray-project/ray#38202); the
     documented way back to the table reporter is ``RAY_AIR_NEW_OUTPUT=0``, read when the Tuner
     runs, so it is set here in the driver only (a value the user exported wins)."""
     if verbose:
         return {}
+    from cjepa.sweep.trial_lines import TrialLines
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    return {"progress_reporter": progress_reporter(study, extension), "verbose": 1}  # 1: the experiment's table only
+    # Tune's "Experiment state snapshotting has been triggered multiple times" (3 lines, when two short
+    # trials end together): the state is written either way; 0 is Tune's documented off switch.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    return {"progress_reporter": progress_reporter(study, extension, epochs, trials), "verbose": 1,  # 1: the table
+            "callbacks": [TrialLines(epochs, trials)]}

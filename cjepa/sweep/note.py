@@ -9,6 +9,8 @@ again when it finishes (with the summary table), and its report line is flipped 
 
 from __future__ import annotations
 
+from cjepa.tracking.ui import runs_url
+
 NOTE_TAG = "mlflow.note.content"
 REPORT_PATH = "report/report.html"
 REPORT_PENDING = (f"**Report:** `cjepa report --study <storage>/<study>` logs it under this run's **Artifacts** as "
@@ -21,15 +23,22 @@ def report_logged(experiment_id: str, run_id: str) -> str:
             f"under this run's **Artifacts** (with `ablation_table.md` and the figures beside it).")
 
 
-def parent_note(study: str, arms: int, seeds: int, baseline: str | None, summary: str | None = None) -> str:
-    """Markdown: what this run is, how to see the arms' seed-averaged curves, where the outputs are."""
+def parent_note(study: str, arms: int, seeds: int, baseline: str | None, summary: str | None = None,
+                experiment_id: str | None = None) -> str:
+    """Markdown: what this run is, how to see the arms' seed-averaged curves, where the outputs are.
+
+    With ``experiment_id``, a link that opens the study's runs in the "Model training" view: MLflow
+    3.17 otherwise opens an experiment on its GenAI overview, and the switch is easy to miss."""
+    table = ("the experiment's runs table (click **Model training** if MLflow opens its GenAI overview)"
+             if experiment_id is None else f"[the study's runs]({runs_url('', experiment_id)}) (the Model training "
+                                           "view; the child runs are under this parent run's **+**)")
     lines = [
         f"**Study `{study}`**: {arms} arm{'s' * (arms != 1)} × {seeds} seed{'s' * (seeds != 1)}; "
         f"baseline arm: {f'`{baseline}`' if baseline else '(none)'}. Each child run is one (arm, seed); "
         "its name starts with what differs, the exact arm is its `arm` tag.",
         "",
-        "**Seed-averaged curves:** open the experiment's runs table (click **Model training** if MLflow opens its "
-        "GenAI overview), switch to **Chart view** (second icon above the table), then **Group by → tags → arm**: "
+        f"**Seed-averaged curves:** open {table}, switch to **Chart view** (second icon above the table), then "
+        "**Group by → tags → arm**: "
         "each arm is drawn as the mean of its seeds with a min-max band. Type `knn_target` or `vicreg_` in "
         "*Search metric charts* to find a metric.",
         "",

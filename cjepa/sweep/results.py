@@ -54,14 +54,16 @@ def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) 
 
     client = MlflowClient(tracking_uri)
     state = study_dir / "study.json"
-    note = parent_note(study.name, len(study.arm_settings()) if study.search == "grid" else study.num_samples,
-                       len(study.seeds), study.baseline)
+    arms = len(study.arm_settings()) if study.search == "grid" else study.num_samples
     if resume and state.exists():
         run_id = json.loads(state.read_text())["parent_run_id"]
         client.update_run(run_id, status="RUNNING")
+        note = parent_note(study.name, arms, len(study.seeds), study.baseline,
+                           experiment_id=client.get_run(run_id).info.experiment_id)
         client.set_tag(run_id, NOTE_TAG, note)  # the study may have grown: the note says what it is now
         return run_id
     exp = get_or_create_experiment(client, study.name)
+    note = parent_note(study.name, arms, len(study.seeds), study.baseline, experiment_id=exp)
     run = client.create_run(exp, run_name=study.name, tags={"study": study.name, "cjepa.role": "study",
                                                             NOTE_TAG: note})
     params = {"base": study.base, "seeds": str(list(study.seeds)), "search": study.search,
@@ -78,8 +80,9 @@ def open_parent(study: Study, tracking_uri: str, study_dir: Path, resume: bool) 
 
 
 def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, summary: str,
-                  study: Study | None = None) -> None:
-    """Log the table and summary on the parent run; with ``study``, its note gains the summary."""
+                  study: Study | None = None) -> str:
+    """Log the table and summary on the parent run; with ``study``, its note gains the summary.
+    Returns the experiment's id (for the study's last line: the link to its runs)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -87,10 +90,13 @@ def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, 
         write_summary(study_dir, summary)
     client.log_artifact(run_id, str(table))
     client.log_artifact(run_id, str(study_dir / "summary.md"))
+    experiment_id = client.get_run(run_id).info.experiment_id
     if study is not None:
         arms = len(study.arm_settings()) if study.search == "grid" else study.num_samples
-        client.set_tag(run_id, NOTE_TAG, parent_note(study.name, arms, len(study.seeds), study.baseline, summary))
+        client.set_tag(run_id, NOTE_TAG, parent_note(study.name, arms, len(study.seeds), study.baseline, summary,
+                                                     experiment_id))
     client.set_terminated(run_id, "FINISHED")
+    return experiment_id
 
 
 def _mlflow_ids(tracking: dict[str, Any] | None, study: Study) -> dict[tuple[str, str], str]:

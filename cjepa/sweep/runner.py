@@ -102,6 +102,24 @@ def run_trial(config: dict[str, Any], study: Study, arms: dict[str, dict[str, An
         fh.write(json.dumps({"trial": name, "time": time.time()}) + "\n")
 
 
+def _search(study: Study, arms: dict[str, dict[str, Any]], only: list[tuple[str, int]] | None
+            ) -> tuple[dict[str, Any], Any, int]:
+    """(param space, search algorithm or None, num_samples): the grid of arms x seeds, an extension's
+    (arm, seed) pairs, or Optuna's space with TPE (its first points tried first)."""
+    from ray import tune
+
+    if only is not None:
+        return {"trial": tune.grid_search([{"arm": a, "seed": s} for a, s in only])}, None, 1
+    if study.search == "grid":
+        return {"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(study.seeds))}, None, 1
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=study.seeds[0]),
+                              points_to_evaluate=_optuna_points(study))
+    return {**_optuna_space(study), "seed": study.seeds[0]}, search_alg, study.num_samples
+
+
 def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str], tracking: dict[str, Any] | None,
                 storage: str, resume: bool, configs: dict[tuple[str, int], Any] | None = None, verbose: bool = False,
                 only: list[tuple[str, int]] | None = None):
@@ -128,26 +146,16 @@ def build_tuner(study: Study, arms: dict[str, dict[str, Any]], extra: list[str],
     trainable = tune.with_resources(trainable, trial_resources)
     name = study.name if only is None else extension_name(study.name, only)
     path = str(Path(storage) / name)
-    # a restored Tuner keeps its pickled reporter; the env var counts
-    console = console_options(study, verbose, extension=only is not None)
+    epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
+    trials = len(only) if only is not None else (len(arms) * len(study.seeds) if study.search == "grid"
+                                                 else study.num_samples)
+    # a restored Tuner keeps its pickled reporter and callbacks; the env var counts
+    console = console_options(study, verbose, extension=only is not None, epochs=epochs, trials=trials)
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-    epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=study.grace_period)
                  if study.scheduler == "asha" else None)
-    search_alg, num_samples = None, 1
-    if only is not None:
-        space: dict[str, Any] = {"trial": tune.grid_search([{"arm": a, "seed": s} for a, s in only])}
-    elif study.search == "grid":
-        space = {"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(study.seeds))}
-    else:
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        space = {**_optuna_space(study), "seed": study.seeds[0]}
-        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=study.seeds[0]),
-                                  points_to_evaluate=_optuna_points(study))
-        num_samples = study.num_samples
+    space, search_alg, num_samples = _search(study, arms, only)
     stop = (CollapseStopper(study.collapse_std, study.collapse_patience, Path(path) / "stop_reasons.jsonl")
             if study.collapse_std > 0 else None)
 
@@ -188,15 +196,23 @@ def prepare_study(study: Study, storage: str | None, resume: bool, extra: list[s
     study_dir = Path(storage) / study.name
     if not extend:
         check_not_overwriting(study_dir, resume, study.name)
+        if resume and not existing_outputs(study_dir):  # a mistyped --storage must not start a new study
+            raise StudyError(nothing_to("resume", study.name, study_dir,
+                                        "no study.json, results.parquet or Tune state"))
         return arms, configs, storage, study_dir, None
     if study.search != "grid":
         raise StudyError(f"study {study.name!r}: --extend adds levels or seeds to a grid study; "
                          "an Optuna study grows with --resume and a larger num_samples")
     if "results.parquet" not in existing_outputs(study_dir):
-        raise StudyError(f"study {study.name!r}: nothing to extend in {study_dir} (no results.parquet); "
-                         "run it first without --extend")
+        raise StudyError(nothing_to("extend", study.name, study_dir, "no results.parquet"))
     done = done_trials(study_dir)
     return arms, configs, storage, study_dir, [(a, s) for a in arms for s in study.seeds if (a, s) not in done]
+
+
+def nothing_to(verb: str, name: str, study_dir: Path, missing: str) -> str:
+    """The one line for ``--resume`` / ``--extend`` on a storage that holds no such study (nothing started)."""
+    return (f"study {name!r}: nothing to {verb} in {study_dir} ({missing}); check --storage and --name, "
+            f"or run it first without --{verb} (nothing was started)")
 
 
 def keep_ray_train_runner(study: Study, study_dir: Path) -> None:
@@ -213,7 +229,7 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
               extend: bool = False) -> StudyResult:
     """Validate, run (or resume, or extend), then write the results table and print the summary.
     ``verbose``: Ray Tune's whole console output instead of the quiet table (:func:`console_options`)."""
-    from cjepa.distributed.preflight import connect_ray
+    from cjepa.distributed.preflight import check_ray_address, connect_ray
     from cjepa.sweep.results import finish_parent, open_parent, write_results
 
     extra = list(extra or [])
@@ -221,6 +237,8 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
     keep_ray_train_runner(study, study_dir)
     if only == []:
         print(f"study {study.name}: every trial of the grid is in {study_dir / 'results.parquet'}; nothing to run")
+    else:
+        check_ray_address()  # RAY_ADDRESS with no cluster behind it: one line in seconds, before the parent run
     tracking = None
     parent = None
     if mlflow:
@@ -235,10 +253,13 @@ def run_study(study: Study, storage: str | None = None, resume: bool = False, tr
         # A trial whose trainer had already finished when the driver died ends, after a restore,
         # without a new report: Tune must not reject that final (metric-less) result.
         os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-        connect_ray()
+        connect_ray(log_to_driver=verbose)  # quiet: the trials' step and checkpoint lines stay in Ray's logs
         grid = build_tuner(study, arms, extra, tracking, storage, resume, configs, verbose=verbose, only=only).fit()
     table, summary = write_results(study, arms, grid, study_dir, tracking, extra)
     print("\n" + summary)
     if tracking and parent:
-        finish_parent(tracking["tracking_uri"], parent, study_dir, table, summary, study)
+        from cjepa.tracking.ui import study_link_line
+
+        experiment_id = finish_parent(tracking["tracking_uri"], parent, study_dir, table, summary, study)
+        print(study_link_line(tracking["tracking_uri"], experiment_id), flush=True)  # the study's last line
     return StudyResult(study_dir, table, summary, parent)

@@ -12,12 +12,15 @@ a second of its own before anything expensive starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,7 @@ ARTIFACT_DIR = "mlartifacts"
 ENV_URI = "MLFLOW_TRACKING_URI"
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 HTTP_SCHEMES = ("http", "https")
+LOCK_WAIT_S = 120.0  # creating and migrating a new SQLite store takes a few seconds
 
 
 #: Environment variables whose values are secrets: never logged, even when a value was pasted elsewhere.
@@ -128,10 +132,58 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
     try:
         from mlflow.tracking import MlflowClient
 
-        MlflowClient(uri).search_experiments(max_results=1)
+        with store_lock(uri):  # the first open creates and migrates the tables: one process at a time
+            MlflowClient(uri).search_experiments(max_results=1)
+    except TrackingError:
+        raise
     except Exception as exc:  # any failure here means "cannot track": say so in one line
         raise TrackingError(f"tracking URI {redact(uri)}: the store cannot be opened "
                             f"({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db>.lock`` beside a SQLite store (no-op for other stores).
+
+    Why: MLflow creates and migrates a new SQLite database on its first open, and two processes
+    doing that at once fail (``table experiments already exists``, ``database is locked``); so do
+    two that create the same experiment. Runs started together on a fresh ``./mlflow.db`` (a
+    user's shell loop, Ray trials on one host) take turns here instead. Servers and SQL servers
+    serialise their own schema work, so they need none.
+    """
+    path = sqlite_path(uri)
+    fcntl = _fcntl()
+    lock = path.with_name(path.name + ".lock") if path is not None else None
+    with contextlib.ExitStack() as stack:
+        try:  # no SQLite file, no fcntl (Windows) or a read-only folder: no lock, as before
+            fh = stack.enter_context(open(lock, "a")) if lock is not None and fcntl is not None else None
+        except OSError:
+            fh = None
+        if fh is None:
+            yield
+            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"tracking store {path}: another process has held {lock} for over "
+                                        f"{wait_s:g} s; is one stuck? (the lock is free once it exits)") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fcntl():  # -> the fcntl module, or None where there is none (Windows)
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
 
 
 def server_answers(uri: str, timeout: float = 2.0) -> bool:
@@ -154,9 +206,12 @@ def _check_server(uri: str, timeout: float) -> None:
         problem = f"answered HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        problem = f"did not answer within {timeout:g} s ({_one_line(reason)})"
-    raise TrackingError(f"tracking server {redact(uri)} {problem} at {redact(url)}; start it (e.g. `cjepa ui`), fix "
-                        "--tracking-uri / MLFLOW_TRACKING_URI, or pass --no-mlflow")
+        timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+        problem = (f"did not answer within {timeout:g} s" if timed_out else "cannot be reached") + \
+            f" ({_one_line(reason)})"
+    raise TrackingError(f"tracking server {redact(uri)} {problem} at {redact(url)}; is an mlflow server running "
+                        "there? start it (e.g. `cjepa ui`), fix --tracking-uri / MLFLOW_TRACKING_URI, or pass "
+                        "--no-mlflow")
 
 
 def _check_sqlite_file(uri: str, path: Path) -> None:
@@ -197,8 +252,14 @@ def experiment_artifact_location(tracking_uri: str, name: str) -> str | None:
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created (with a proper artifact root) when missing.
 
-    Safe when many Ray trials start at once: losing the creation race is not an error.
+    Safe when many runs or Ray trials start at once: on a SQLite store they take turns
+    (:func:`store_lock`), elsewhere losing the creation race is not an error.
     """
+    with store_lock(client.tracking_uri):
+        return _get_or_create_experiment(client, name)
+
+
+def _get_or_create_experiment(client: MlflowClient, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)

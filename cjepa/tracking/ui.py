@@ -26,6 +26,44 @@ from cjepa.errors import TrackingError
 from cjepa.tracking.store import default_artifact_root, is_remote, resolve_tracking_uri
 
 START_TIMEOUT_S = 90.0  # ~7 s on an idle 2-core machine; much more while training runs beside it
+#: ``cjepa ui``'s address when nothing else is said (its --host/--port defaults).
+DEFAULT_UI = "http://127.0.0.1:5000"
+#: MLflow 3.17 opens an experiment on its GenAI overview (a per-browser choice, default GenAI);
+#: this query opens it on the runs table ("Model training"). The experiment tag alone does not.
+TRAINING_VIEW = "workflowType=machine_learning"
+MAX_LISTED = 30  # experiments `cjepa ui` prints a link for
+
+
+def runs_url(base_url: str, experiment_id: str) -> str:
+    """The link that opens an experiment's runs in the UI's "Model training" view; with
+    ``base_url=""`` the in-app form (``#/experiments/...``) for markdown inside the UI."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}?{TRAINING_VIEW}".lstrip("/")
+
+
+def study_link_line(tracking_uri: str, experiment_id: str) -> str:
+    """A study's last line: where its runs open, and what serves them (a local store needs `cjepa ui`)."""
+    if is_remote(tracking_uri):
+        return f"MLflow: the study's runs in the Model training view: {runs_url(tracking_uri, experiment_id)}"
+    flag = "" if tracking_uri == resolve_tracking_uri(None) else f" --tracking-uri {tracking_uri}"
+    return (f"MLflow: `cjepa ui{flag}`, then open {runs_url(DEFAULT_UI, experiment_id)} "
+            "(the study's runs in the Model training view)")
+
+
+def experiment_links(store_uri: str, base_url: str, limit: int = MAX_LISTED) -> list[str]:
+    """``  name  link`` for the store's experiments, most recently updated first (MLflow's empty
+    "Default" left out); a line saying how the link is built when the store has none yet."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        found = MlflowClient(store_uri).search_experiments(max_results=limit + 1, order_by=["last_update_time DESC"])
+    except Exception as exc:  # the server runs anyway; the list is a convenience
+        return [f"  (experiments not listed: {type(exc).__name__})"]
+    exps = [e for e in found if not (e.name == "Default" and e.experiment_id == "0")][:limit]
+    if not exps:
+        return [f"  (no experiments yet: a study's runs will open at {runs_url(base_url, '<id>')})"]
+    width = max(len(e.name) for e in exps)
+    more = ["  ... (more: see the Experiments page)"] if len(found) > limit else []
+    return [f"  {e.name:<{width}}  {runs_url(base_url, e.experiment_id)}" for e in exps] + more
 
 
 def group_members(pgid: int) -> list[int]:
@@ -208,10 +246,12 @@ def serve_forever(store_uri: str | None, host: str, port: int, workers: int = 2)
     try:  # a signal at any point (start-up included) leaves through start_server's clean stop
         with start_server(uri, host, port, workers=workers) as server:
             shown = f"http://{host}:{port}" if host not in ("0.0.0.0", "::", "") else server.url
+            links = experiment_links(uri, shown)  # before the ready line: whoever waits for it gets them too
             print(f"[cjepa] MLflow UI at {shown}  (store {uri}; server pid {server.pid}, "
                   f"log {server.log_path}); Ctrl-C stops it", flush=True)
             if host in ("0.0.0.0", "::", ""):
                 print("[cjepa] note: bound to all interfaces; the server has no authentication", flush=True)
+            print("[cjepa] each experiment's runs in the Model training view:", *links, sep="\n", flush=True)
             while server.proc.poll() is None:
                 time.sleep(0.5)
             raise TrackingError(f"mlflow server exited with status {server.proc.returncode}: "

@@ -27,6 +27,7 @@ class TinyStudy:
     study_dir: Path
     tracking_uri: str
     name: str = STUDY
+    stdout: str | None = None  # the driver's console (None when reused via CJEPA_TEST_STUDY)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
         pytest.fail(f"tiny study failed (rc {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
     study_dir = root / "storage" / STUDY
     assert (study_dir / "results.parquet").is_file() and (study_dir / "study.json").is_file()
-    return TinyStudy(study_dir, uri)
+    return TinyStudy(study_dir, uri, stdout=proc.stdout)
 
 
 def artifact_dir() -> Path | None:

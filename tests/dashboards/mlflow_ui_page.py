@@ -41,14 +41,13 @@ class RunsPage:
                                                                          StaleElementReferenceException))
 
     def open(self, url: str, experiment_id: str, parent: str) -> WebElement:
-        """The runs table in the "Model training" view (3.17 may open GenAI); the parent run's name cell."""
-        self.browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
-        located = EC.presence_of_element_located((By.XPATH, NAME_CELL.format(parent)))
-        try:
-            cell = self.wait.until(located)
-        except Exception:
-            self.browser.find_element(By.XPATH, "//*[normalize-space(text())='Model training']").click()
-            cell = self.wait.until(located)
+        """The link cjepa prints (``cjepa ui``, a study's last line, the parent run's note): it must show the
+        runs table ("Model training" view) at once, with nothing clicked (3.17 opens GenAI otherwise);
+        the parent run's name cell."""
+        from cjepa.tracking.ui import runs_url
+
+        self.browser.get(runs_url(url, experiment_id))
+        cell = self.wait.until(EC.presence_of_element_located((By.XPATH, NAME_CELL.format(parent))))
         for close in self.browser.find_elements(By.XPATH, "//button[@aria-label='Close']"):  # the assistant panel
             if close.is_displayed():  # takes a third of the width; closing it is cosmetic
                 close.click()

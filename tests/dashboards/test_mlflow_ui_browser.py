@@ -1,7 +1,9 @@
 """End to end: a real study's runs in the real MLflow UI, in headless Chromium (Selenium + chromedriver).
 
-What a user does after a study: `cjepa ui`, open the experiment, expand the study's parent run to
-see one child run per (arm, seed), switch to the chart view and find a metric's chart, then follow
+What a user does after a study: `cjepa ui`, open the link the study printed last (also in `cjepa ui`'s
+list and the parent run's note: ``#/experiments/<id>?workflowType=machine_learning``), which must show the
+runs table at once with nothing clicked (MLflow 3.17 opens its GenAI overview otherwise), expand the
+study's parent run to see one child run per (arm, seed), switch to the chart view and find a metric's chart, then follow
 the parent run's description (cjepa.sweep.note) to the seed-averaged curves: **Group by → Tags →
 arm**. Grouped, the runs list shows one group row per arm and the chart draws one mean line (with
 a min-max band) per arm instead of one line per run; the test checks those lines against the seed
@@ -26,6 +28,8 @@ from typing import Any
 import pytest
 
 from tests.dashboards.conftest import ARMS, TinyStudy, artifact_dir
+
+pytestmark = pytest.mark.integration  # a browser, an mlflow server and the tiny Ray study
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -115,6 +119,21 @@ def _check_grouped(page: Any, expected: dict[str, dict[str, list[float]]]) -> No
     assert _same(drawn["band"], [stats["band"] for stats in expected.values()]), (drawn, expected)
 
 
+def _check_links(study: TinyStudy, experiment_id: str) -> None:
+    """The link the page opens is the one the study printed last and wrote into its parent run's note."""
+    from mlflow.tracking import MlflowClient
+
+    from cjepa.sweep.note import NOTE_TAG
+    from cjepa.tracking.ui import runs_url
+
+    if study.stdout is not None:
+        last = study.stdout.strip().splitlines()[-1]
+        assert last.startswith("MLflow: ") and runs_url("http://127.0.0.1:5000", experiment_id) in last, last
+    client = MlflowClient(study.tracking_uri)
+    parent = [r for r in client.search_runs([experiment_id]) if r.data.tags.get("cjepa.role") == "study"]
+    assert len(parent) == 1 and f"]({runs_url('', experiment_id)})" in parent[0].data.tags[NOTE_TAG]
+
+
 def test_study_runs_and_chart_in_mlflow_ui(tiny_study: TinyStudy, tmp_path: Path) -> None:
     """The user's path of the module docstring; a screenshot before and after grouping."""
     chromium, driver_path = _browser()
@@ -126,6 +145,7 @@ def test_study_runs_and_chart_in_mlflow_ui(tiny_study: TinyStudy, tmp_path: Path
     from tests.dashboards.mlflow_ui_page import RunsPage
 
     exp = MlflowClient(tiny_study.tracking_uri).get_experiment_by_name(tiny_study.name)
+    _check_links(tiny_study, exp.experiment_id)
     expected = _seed_stats(tiny_study.tracking_uri, exp.experiment_id, tiny_study.name)
     # run names put the level first: "0.0 s0 · beta_vicreg" (cjepa.sweep.naming.child_run_name)
     children = [f"{arm.split('=')[1]} s{seed} · beta_vicreg" for arm in ARMS for seed in (0, 1)]

@@ -35,11 +35,13 @@ def test_weighted_vote_by_hand(temperature: float, expected: int) -> None:
     assert pred.tolist() == [expected]
 
 
-def test_k1_and_k_larger_than_bank() -> None:
+def test_k1_whole_bank_and_k_larger_than_bank() -> None:
     assert knn_predict(TRAIN, LABELS, QUERY, k=1).tolist() == [0]
-    # k=10 is clipped to the 4 samples: the 180-deg point joins with weight exp(-1/T) ~ 0.
-    assert knn_predict(TRAIN, LABELS, QUERY, k=10, temperature=0.07).tolist() == [0]
-    assert knn_predict(TRAIN, LABELS, QUERY, k=10, temperature=math.inf).tolist() == [0]  # 2-2 tie -> 0
+    # k=4 is the whole bank: the 180-deg point joins with weight exp(-1/T) ~ 0.
+    assert knn_predict(TRAIN, LABELS, QUERY, k=4, temperature=0.07).tolist() == [0]
+    assert knn_predict(TRAIN, LABELS, QUERY, k=4, temperature=math.inf).tolist() == [0]  # 2-2 tie -> 0
+    with pytest.raises(ValueError, match=r"1 <= k <= 4 \(the training bank\), got 10"):  # refused, not clipped
+        knn_predict(TRAIN, LABELS, QUERY, k=10)
 
 
 def test_small_temperature_does_not_overflow() -> None:

@@ -28,6 +28,7 @@ def no_ray(monkeypatch):
 
     monkeypatch.setattr(ray, "init", tripwire)
     monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)  # restored after the test
+    monkeypatch.delenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", raising=False)
     assert not ray.is_initialized()
 
 
@@ -51,6 +52,31 @@ def test_quiet_by_default_with_readable_columns(no_ray):
         "loss.beta_vicreg": "beta_vicreg", "ema.start": "start", "seed": "seed"}
 
 
+def test_the_eta_counts_epochs_trained_since_this_driver_started():
+    from cjepa.sweep.console import StudyClock, duration
+
+    clock = StudyClock(epochs=2, trials=4)  # 8 trial-epochs
+    assert clock.epochs_done("RUNNING", {"epoch": 1}) == 1 and clock.epochs_done("TERMINATED", {"epoch": 1}) == 2
+    assert clock.epochs_done("PENDING", None) == 0
+    assert clock.line([2, 0], now=100.0) == "Study: 2/8 trial-epochs, ETA after the first epoch"  # resumed: 2 done
+    assert clock.line([2, 1, 1], now=160.0) == "Study: 4/8 trial-epochs, ETA 2 min"  # 2 epochs a minute, 4 left
+    assert clock.line([2, 2, 2, 2], now=400.0) == "Study: 8/8 trial-epochs, done"
+    assert [duration(s) for s in (45, 89.6, 720, 7500)] == ["45 s", "90 s", "12 min", "2 h 05 min"]
+
+
+def test_one_line_per_finished_trial():
+    from cjepa.sweep.console import trial_label
+    from cjepa.sweep.trial_lines import finished_line
+
+    assert trial_label({"arm": "beta_vicreg=0.01", "seed": 1}) == "beta_vicreg=0.01 s1"
+    assert trial_label({"trial": {"arm": "a", "seed": 3}}) == "a s3"  # an --extend trial
+    assert trial_label({"optim.lr": 0.000123456, "data.crop_scale": 1, "seed": 0}) == "lr=0.000123, crop_scale=1 s0"
+    result = {"epoch": 2, "loss": 0.5123, "knn_target": 0.4, "linear_target": 0.345, "time_total_s": 13.2}
+    assert finished_line("a s0", result, 2, 1, 4) == ("trial a s0 finished epoch 2/2: loss 0.512, kNN tgt 0.4, "
+                                                      "lin tgt 0.345 (in 13 s; 1/4 trials done)")
+    assert finished_line("a s0", {"epoch": 1}, 3, 2, 4) == "trial a s0 stopped early at epoch 1/3 (2/4 trials done)"
+
+
 def test_verbose_leaves_rays_console_as_it_is(no_ray):
     import os
 
@@ -70,6 +96,10 @@ def test_the_tuner_carries_the_reporter_and_ray_stays_off(no_ray, tmp_path):
     tuner = build_tuner(_tiny(), ARMS, [], None, str(tmp_path), resume=False)
     run_config = tuner._local_tuner.get_run_config()
     assert run_config.verbose == 1 and run_config.progress_reporter._metric_columns == METRIC_COLUMNS
+    from cjepa.sweep.trial_lines import TrialLines
+
+    lines = [c for c in run_config.callbacks if isinstance(c, TrialLines)]
+    assert len(lines) == 1 and (lines[0].epochs, lines[0].trials) == (2, 4)  # tiny_study.yaml: 2 epochs; 2 x 2
     assert not ray.is_initialized()
     loud = build_tuner(_tiny(), ARMS, [], None, str(tmp_path / "loud"), resume=False, verbose=True)
     assert loud._local_tuner.get_run_config().progress_reporter is None and not ray.is_initialized()

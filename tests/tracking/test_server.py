@@ -45,6 +45,7 @@ def server(tmp_path_factory):
         yield handle, root
 
 
+@pytest.mark.integration
 def test_training_logs_through_the_server(server, tmp_path, capsys):
     handle, root = server
     args = ["train", "--tracking-uri", handle.url, "--experiment", "srv", "--run-name", "via-server",
@@ -66,6 +67,7 @@ def test_training_logs_through_the_server(server, tmp_path, capsys):
     assert list((root / "mlartifacts").rglob("curves.png"))
 
 
+@pytest.mark.integration
 def test_stop_leaves_no_process(server):
     handle, _ = server
     assert handle.alive()
@@ -84,9 +86,13 @@ def test_port_in_use_is_refused_at_once(tmp_path):
             launch_server(f"sqlite:///{tmp_path}/mlflow.db", port=port)
 
 
-@pytest.mark.slow  # a second server start (~7 s idle, ~15 s beside training jobs)
+@pytest.mark.integration  # a second server start (~7 s idle, ~15 s beside training jobs)
 def test_cjepa_ui_stops_its_server_on_sigterm(tmp_path):
+    """... and prints each experiment's link to its runs in the Model training view (issue 27)."""
+    from mlflow.tracking import MlflowClient
+
     port = free_port()
+    exp_id = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").create_experiment("study_x")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "cjepa", "ui", "--port", str(port), "--workers", "1",
                              "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
@@ -107,6 +113,8 @@ def test_cjepa_ui_stops_its_server_on_sigterm(tmp_path):
         rest = proc.communicate(timeout=60)[0]
         assert proc.returncode == 0, "".join(lines) + rest
         assert "stopped" in rest and group_members(pid) == []
+        link = f"  study_x  http://127.0.0.1:{port}/#/experiments/{exp_id}?workflowType=machine_learning\n"
+        assert link in rest and "Default" not in rest, rest
     finally:
         if proc.poll() is None:
             proc.kill()
