@@ -80,7 +80,8 @@ CJEPA = [  # (id, argv of `cjepa`, words the one line must contain)
     ("convert-out-holds-shards", [*CONVERT[:3], "{d}/shards"], ["already holds shards", "--overwrite"]),
     ("shards-no-root", PARQUET, ["data.dataset=parquet needs data.root", "cjepa data convert"]),
     ("shards-no-manifest", [*PARQUET, "data.root={d}/empty"], ["cannot read manifest.json", "cjepa data convert"]),
-    ("shards-checksum", [*PARQUET, "data.root={d}/tampered"], ["shard-00000.parquet is corrupt", "sha256"]),
+    ("shards-checksum", [*PARQUET, "data.root={d}/tampered", "optim.batch_size=4"],  # a batch the 4 images fill
+     ["shard-00000.parquet is corrupt", "sha256"]),
     ("train-workers-zero", [*WORKERS[:2], "0", *WORKERS[3:]], ["--workers must be >= 1, got 0"]),
     ("train-max-failures", [*WORKERS, "--max-failures", "-2"], ["--max-failures must be >= 0 (or -1", "got -2"]),
     ("train-gpus-negative", [*WORKERS, "--gpus-per-worker", "-1"], ["--gpus-per-worker must be a finite number > 0",
@@ -223,6 +224,7 @@ def test_study_definition(fields, words, scratch, capsys):
     _one_line(capsys.readouterr().err, words)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("argv,words", [
     (["sweeps/vicreg_coeff.py", "--dry-run", "--seeds", "-1"], ["seeds must be integers >= 0"]),
     (["-m", "cjepa", "config", "loss.beta_vicreg=.inf"], ["loss.beta_vicreg: expected a finite number"]),

@@ -93,6 +93,7 @@ def test_checkpoint_is_not_unpickled_blindly(tmp_path, capsys):
     assert "cannot be read" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_no_traceback_from_the_real_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cjepa", "train", "model.patch_size=3"],
                           capture_output=True, text=True, timeout=120)

@@ -68,6 +68,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
     raise AssertionError("cjepa.sweep.cli.parse_args never parsed")
 
 
+@pytest.mark.integration
 def test_top_level_help_lists_subcommands_presets_studies_and_examples() -> None:
     proc = _run("-m", "cjepa", "--help")
     assert proc.returncode == 0, proc.stderr
@@ -82,6 +83,7 @@ def test_top_level_help_lists_subcommands_presets_studies_and_examples() -> None
     assert "examples:" in out and "cjepa train -c ijepa_fmnist_cpu" in out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
 def test_subcommand_help(command: list[str]) -> None:
     proc = _run("-m", "cjepa", *command, "--help")
@@ -113,6 +115,7 @@ def test_data_stub_matches_the_real_data_parser() -> None:
     assert data_help(cli.make_parser(data_options=False)) == data_help(cli.make_parser()) == cli.DATA_HELP
 
 
+@pytest.mark.integration
 def test_help_and_config_errors_do_not_import_torch() -> None:
     """In a fresh interpreter: help of every command but ``data``, and a config mistake, leave torch unloaded."""
     code = """if True:
@@ -138,6 +141,7 @@ def test_help_and_config_errors_do_not_import_torch() -> None:
                                "train loss.beta_vicregg=1": 2}, result
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("study", STUDIES)
 def test_study_script_help(study: str) -> None:
     proc = _run(f"sweeps/{study}", "--help")

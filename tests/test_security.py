@@ -77,6 +77,7 @@ def server(tmp_path_factory):
         yield handle
 
 
+@pytest.mark.integration
 def test_a_real_server_listens_on_loopback_only(server):
     port = int(server.url.rsplit(":", 1)[1])
     cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
@@ -178,6 +179,7 @@ def test_a_study_logs_no_secret(secret_env, tmp_path):
     assert "alice:***@" in MlflowClient(uri).get_run(run_id).data.params["overrides"]
 
 
+@pytest.mark.integration
 def test_study_json_keeps_no_password(server, secret_env, tmp_path):
     """A tracking URI with credentials (the server ignores them; the client sends them as basic
     auth): study.json, which ``cjepa report`` reads, keeps the URI with the password masked."""

@@ -53,6 +53,7 @@ def test_a_changed_documented_file_fails_loudly(tmp_path: Path) -> None:
         local_test_config(_cluster(2222, tmp_path / "key", tmp_path), documented)
 
 
+@pytest.mark.integration
 def test_rays_own_ssh_runner_and_rsync_reach_the_private_sshd(sshd: SshServer, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """What `ray up` does first on a node (SSH "uptime", rsync of the bootstrap files), with Ray's classes."""

@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tests.cluster.conftest import SshServer, free_port  # noqa: E402
 from tests.cluster.local_config import LocalCluster, write_local_test_config  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray_pending]
+pytestmark = [pytest.mark.integration, pytest.mark.ray_pending]
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -10,6 +10,8 @@ import pytest
 
 from tests.cluster.conftest import SshServer, ssh_command
 
+pytestmark = pytest.mark.integration  # every test logs in to a private sshd
+
 
 def test_key_login_to_127_0_0_1_works(sshd: SshServer) -> None:
     port, key = sshd.port, sshd.key

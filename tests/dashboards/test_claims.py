@@ -95,6 +95,7 @@ def test_per_epoch_differences_are_paired_per_epoch(data: StudyData) -> None:
     assert cells["I-JEPA"][0][1] is None
 
 
+@pytest.mark.integration
 def test_page_over_two_studies_from_the_cli(tmp_path: Path) -> None:
     dirs = []
     for name in ("toy_a", "toy_b"):
@@ -121,6 +122,7 @@ def test_page_over_two_studies_from_the_cli(tmp_path: Path) -> None:
     assert "(results/toy_a/report.html)" in text  # links relative to the page
 
 
+@pytest.mark.integration
 def test_several_studies_without_a_page_is_one_clear_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "cjepa", "report", "--study", str(tmp_path), str(tmp_path),
                            "--no-mlflow"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -147,6 +149,7 @@ def test_the_baseline_is_inferred_at_the_studys_recipe(tmp_path: Path) -> None:
     assert load_study_dir(tmp_path).baseline == "I-JEPA"
 
 
+@pytest.mark.integration
 def test_a_page_that_cannot_be_written_is_one_clear_line(tmp_path: Path) -> None:
     d = tmp_path / "study"
     d.mkdir()

@@ -87,6 +87,7 @@ def _scrape(port: int) -> str:
         return resp.read().decode()
 
 
+@pytest.mark.integration
 def test_cjepa_metrics_on_live_ray_endpoint(ray_metrics_port: int, tmp_path: Path) -> None:
     """A real `fit_distributed` run (the path of `cjepa train --workers` and of every study trial)."""
     from cjepa.config import load_config

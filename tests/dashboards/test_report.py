@@ -30,6 +30,7 @@ def report_dir(tiny_study: TinyStudy) -> Path:
     return out
 
 
+@pytest.mark.integration
 def test_report_files_and_table(report_dir: Path) -> None:
     table = (report_dir / "ablation_table.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
@@ -52,6 +53,7 @@ def test_report_files_and_table(report_dir: Path) -> None:
     assert '<table class="ablation">' in page and "Not drawn" not in page
 
 
+@pytest.mark.integration
 def test_report_logged_on_parent_run(report_dir: Path, tiny_study: TinyStudy) -> None:
     import json
 
@@ -62,6 +64,7 @@ def test_report_logged_on_parent_run(report_dir: Path, tiny_study: TinyStudy) ->
     assert {"report/report.html", "report/ablation_table.md"} | {f"report/{n}" for n in FIGURES} <= listed
 
 
+@pytest.mark.integration
 def test_report_from_experiment_matches_table(report_dir: Path, tiny_study: TinyStudy, tmp_path: Path) -> None:
     """The MLflow experiment alone gives the same table as the Parquet results (two sources, one truth)."""
     from cjepa.cli import main

@@ -186,3 +186,14 @@ def test_device_decode_refuses_png(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="data.decode=device decodes JPEG"):
         ShardStream(ShardSplit(str(tmp_path / "train")), 8, (0.3, 1.0), 0.5, 0.25, 1, seed=0, mask_fn=None,
                     decode="device")
+
+
+def test_uris_go_through_the_same_filesystem_layer(many_shards: Path) -> None:
+    """A pyarrow URI (file:// here; s3://, gs:// alike) reads the same rows; a URI pyarrow cannot
+    open is one DataError naming it."""
+    from cjepa.errors import DataError
+
+    by_uri = ShardSplit(f"file://{many_shards}")
+    assert by_uri.num_rows == 1500 and by_uri.read(3)[1].tolist() == ShardSplit(str(many_shards)).read(3)[1].tolist()
+    with pytest.raises(DataError, match="nope://bucket/x: pyarrow cannot open this URI"):
+        ShardSplit("nope://bucket/x")

@@ -24,13 +24,17 @@ from cjepa.distributed import fit_distributed
 from cjepa.engine import JsonlReporter, Reporter, load_checkpoint, read_metrics, train
 from tests.conftest import tiny_overrides
 
+pytestmark = pytest.mark.integration  # a local Ray and Ray Train workers
+
 # Ray workers cannot import this module by name (pytest puts tests/distributed on sys.path of the
 # driver only), so the reporter factory below travels by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "grad_norm")
-RTOL = 1e-5  # float32 reductions in another order (gloo all-reduce, gathered BN/VICReg, half-batch means);
-# measured on digits: <= 2.3e-6 (vicreg_cov), <= 2e-7 for loss and loss_jepa, over all 23 steps
+RTOL = 5e-5  # float32 reductions in another order (gloo all-reduce, gathered BN/VICReg, half-batch means);
+# measured on digits: <= 2.3e-6 (vicreg_cov), <= 2e-7 for loss and loss_jepa, over all 23 steps; on the VM of
+# 2026-12-07 (same code, base commit f08ab51 too) vicreg_inv drifted to 1.7e-5 by steps 19-22: the order of
+# float sums differs by CPU, and the drift grows with the steps. A miswired term differs by >> 1e-3.
 # Parameters whose gradient is zero in exact arithmetic: Linear biases right before a BatchNorm (the
 # norm removes any shift) and the expander's last bias (every VICReg term is shift-invariant), plus
 # the running means that follow those biases. AdamW turns their rounding-noise gradients into

@@ -58,6 +58,7 @@ def test_unwritable_storage_is_refused_before_ray(tiny_cfg, tmp_path):
         fit_distributed(tiny_cfg(), num_workers=2, storage_path=str(blocker / "ray_results"))
 
 
+@pytest.mark.integration
 def test_more_workers_than_the_cluster_can_place(ray_local, tiny_cfg, tmp_path):
     storage = tmp_path / "ray"
     t0 = time.perf_counter()
@@ -71,6 +72,7 @@ def test_more_workers_than_the_cluster_can_place(ray_local, tiny_cfg, tmp_path):
     assert list(storage.iterdir()) == [], "nothing was started, so nothing was written to storage"
 
 
+@pytest.mark.integration
 def test_cli_unwritable_storage_exits_2_without_traceback(tmp_path):
     (tmp_path / "a_file").write_text("x")
     proc = _cli(["--workers", "2", "--storage", str(tmp_path / "a_file" / "sub"), *tiny_overrides(tmp_path / "run")],
@@ -78,6 +80,7 @@ def test_cli_unwritable_storage_exits_2_without_traceback(tmp_path):
     _assert_one_line_error(proc, "storage path", "cannot be written", "--storage")
 
 
+@pytest.mark.integration
 def test_cli_too_many_workers_exits_2_without_traceback(ray_local, tmp_path):
     # Connect the CLI to this module's cluster (4 CPUs): no second local Ray to start.
     env = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
@@ -86,6 +89,7 @@ def test_cli_too_many_workers_exits_2_without_traceback(ray_local, tmp_path):
     _assert_one_line_error(proc, "64 workers", "cannot be placed", "room for 4")
 
 
+@pytest.mark.integration
 def test_cli_uneven_split_exits_2(tmp_path):
     proc = _cli(["--workers", "3", *tiny_overrides(tmp_path / "run")], cwd=tmp_path)
     _assert_one_line_error(proc, "not divisible by 3 workers")

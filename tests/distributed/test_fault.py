@@ -66,6 +66,7 @@ def _cfg(run_dir: Path):
                                             "eval.test_samples=200", "eval.linear_epochs=10"))
 
 
+@pytest.mark.integration
 def test_sigkill_mid_epoch_resumes_exactly_with_one_mlflow_value_per_epoch(ray_local, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -106,7 +107,7 @@ def test_sigkill_mid_epoch_resumes_exactly_with_one_mlflow_value_per_epoch(ray_l
             assert run.data.metrics[key] == pytest.approx(records[2][key], rel=1e-12), key
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_workers_then_a_rerun_resumes_from_ray_storage(ray_local, tmp_path):
     """``cjepa train --workers 2``: MLflow on rank 0, outputs exported to run.output_dir. Running
     the same config again finds the experiment by its deterministic name (nothing left to train)
@@ -179,6 +180,7 @@ def damager(step: int, storage: str, out_dir: str):
                                               Path(out_dir) / "starts.jsonl")]
 
 
+@pytest.mark.integration
 def test_damaged_latest_ray_checkpoint_resumes_from_the_previous_one_exactly(ray_local, tmp_path):
     """Epoch 2's checkpoint in Ray storage is torn, then the worker dies in epoch 3: the restarted
     worker finds it unreadable and resumes from epoch 1's (fetched from Ray storage as

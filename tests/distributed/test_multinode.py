@@ -20,6 +20,8 @@ from cjepa.distributed import DistributedError, check_placement, fit_distributed
 from cjepa.engine import Reporter, load_checkpoint
 from tests.conftest import tiny_overrides
 
+pytestmark = pytest.mark.integration  # a two-node local Ray cluster
+
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this module
 
 

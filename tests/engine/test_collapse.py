@@ -19,6 +19,8 @@ import pytest
 
 from cjepa.engine import train
 
+pytestmark = pytest.mark.integration  # trains two arms for 4 epochs
+
 COMMON = ["run.epochs=4", "eval.every=1", "eval.train_samples=500", "eval.test_samples=297",
           "eval.linear_epochs=0", "eval.encoders=[target]", "optim.lr=2e-3", "ema.enabled=false",
           "eval.raw_baseline=false"]

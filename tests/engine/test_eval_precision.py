@@ -81,6 +81,7 @@ def test_fp32_evaluation_does_not_depend_on_the_batch(trained: tuple[Path, CJEPA
             assert m_small[key] == pytest.approx(m_big[key], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.integration
 def test_bf16_evaluation_tracks_fp32(trained: tuple[Path, CJEPA]) -> None:
     run, model = trained
     fp32, bf16 = _evaluator(run, "eval.precision=fp32"), _evaluator(run, "eval.precision=bf16")

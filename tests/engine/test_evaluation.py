@@ -26,6 +26,7 @@ def test_random_init_baseline_is_the_untrained_target(tmp_path: Path) -> None:
     assert final["train_cpu_min"] > 0
 
 
+@pytest.mark.integration
 def test_random_init_baseline_is_cached_per_seed(tmp_path: Path) -> None:
     import json
 

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import tiny_overrides
 from tests.engine.test_faults import FAST, SPE, TIMING, _same_run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def _train(run: Path, uri: str, env: dict[str, str]) -> subprocess.CompletedProcess:

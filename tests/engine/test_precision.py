@@ -8,6 +8,7 @@ float32 under autocast is tests/losses/test_vicreg.py's test_low_precision_input
 
 import math
 
+import pytest
 import torch
 
 from cjepa.config import load_config
@@ -28,6 +29,7 @@ def test_autocast_policy(monkeypatch):
     assert resolve_autocast(load_config(None, ["run.precision=bf16"]), cpu) is torch.bfloat16
 
 
+@pytest.mark.integration
 def test_bf16_epoch_tracks_fp32(tmp_path):
     def epoch(precision: str) -> dict[str, float]:
         cfg = load_config(None, tiny_overrides(tmp_path / precision, "run.epochs=1", f"run.precision={precision}",

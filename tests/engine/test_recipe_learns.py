@@ -19,6 +19,8 @@ import pytest
 from cjepa.config import load_config
 from cjepa.engine import train
 
+pytestmark = pytest.mark.integration  # trains the recipe on Fashion-MNIST (~1 CPU-minute)
+
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = ["data.train_subset=4000", "run.epochs=3", "optim.batch_size=64", "run.threads=1", "run.seed=0",
           "run.log_every=1000", "eval.train_samples=1000", "eval.test_samples=1000", "eval.linear_epochs=0",

@@ -4,10 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from cjepa.engine import load_checkpoint, read_metrics
 from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.integration  # trainings in fresh processes
 
 ROOT = Path(__file__).resolve().parents[2]
 

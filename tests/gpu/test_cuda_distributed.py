@@ -17,7 +17,7 @@ from cjepa.losses.distributed import gather_with_grad
 from cjepa.model import global_batchnorm
 from tests.gpu.helpers import DEVICE, batches, build, requires_cuda, run_steps
 
-pytestmark = [pytest.mark.gpu, requires_cuda,
+pytestmark = [pytest.mark.gpu, pytest.mark.integration, requires_cuda,
               pytest.mark.skipif(not dist.is_nccl_available(), reason="this torch build has no NCCL")]
 KEYS = ("loss", "loss_jepa", "vicreg_inv", "vicreg_var", "vicreg_cov", "grad_norm")
 # Zero-gradient-in-exact-arithmetic parameters (see tests/distributed/test_ddp_equivalence.py): AdamW turns

@@ -84,6 +84,7 @@ def test_one_process_is_identity() -> None:
     assert world_size() == 1 and gather_with_grad(x) is x
 
 
+@pytest.mark.integration
 def test_values_equal_full_batch(ranks: list[dict[str, torch.Tensor]]) -> None:
     a, b, blocks, w = _data()
     full = _run(a, b, blocks, w, LossConfig(gather_distributed=False))
@@ -97,6 +98,7 @@ def test_values_equal_full_batch(ranks: list[dict[str, torch.Tensor]]) -> None:
     assert not torch.allclose(ranks[0]["nogather_blocks_cov"], full["blocks_cov"], atol=1e-3)
 
 
+@pytest.mark.integration
 def test_gradients_equal_full_batch_after_ddp_averaging(ranks: list[dict[str, torch.Tensor]]) -> None:
     a, b, blocks, w = _data()
     full = _run(a, b, blocks, w, LossConfig(gather_distributed=False))

@@ -174,6 +174,7 @@ class _MaskDataset(torch.utils.data.Dataset):
         return torch.cat([masks.context.reshape(-1), masks.targets.reshape(-1)])
 
 
+@pytest.mark.integration
 def test_same_masks_in_a_dataloader_worker_and_a_subprocess():
     ds = _MaskDataset()
     local = [ds[i] for i in range(3)]

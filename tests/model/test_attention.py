@@ -8,6 +8,7 @@ step, and the trainer must pick the kernel ``auto`` promises.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cjepa.config import load_config
@@ -63,6 +64,7 @@ def test_math_and_sdpa_give_the_same_fp32_steps(tmp_path):
         torch.testing.assert_close(w_math[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
+@pytest.mark.integration
 def test_the_trainer_runs_bf16_on_cpu_with_the_explicit_kernel(tmp_path):
     def epoch(*extra: str) -> float:
         cfg = load_config(None, tiny_overrides(tmp_path / "_".join(extra), "run.epochs=1", "eval.every=0",

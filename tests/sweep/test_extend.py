@@ -54,7 +54,7 @@ def test_extend_refuses_what_it_cannot_extend(tmp_path: Path) -> None:
         prepare_study(optuna, str(tmp_path), False, [], extend=True)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_extending_a_finished_study_runs_only_new_trials(tmp_path: Path) -> None:
     import ray
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
 

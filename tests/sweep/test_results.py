@@ -169,6 +169,7 @@ atomic_write(sys.argv[1], slow)
 """
 
 
+@pytest.mark.integration
 def test_killed_mid_write_leaves_the_previous_table(tmp_path):
     """SIGKILL while results.parquet is being replaced: the previous table stays readable as it was,
     and the next write (the rerun) succeeds."""

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+pytestmark = pytest.mark.integration  # studies on a local Ray
+
 DRIVER = Path(__file__).with_name("study_driver.py")
 ROOT = Path(__file__).resolve().parents[2]
 

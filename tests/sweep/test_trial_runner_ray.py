@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.integration]
 
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
 METRICS = ("loss", "loss_jepa", "knn_target", "linear_target", "knn_context", "linear_context")

@@ -66,6 +66,7 @@ def full(store):
     return rep, client.get_run(rep.run_id), parent
 
 
+@pytest.mark.integration
 def test_params_tags_and_status(full):
     rep, run, _ = full
     assert run.info.status == "FINISHED" and run.info.run_name == "full"
@@ -77,6 +78,7 @@ def test_params_tags_and_status(full):
     assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "unknown"
 
 
+@pytest.mark.integration
 def test_one_value_per_epoch(full, store):
     rep, run, _ = full
     client = store[2]
@@ -86,6 +88,7 @@ def test_one_value_per_epoch(full, store):
     assert run.data.metrics["loss"] == jsonl[-1]["loss"]
 
 
+@pytest.mark.integration
 def test_artifacts(full, store):
     rep, _, _ = full
     names = {f.path for f in store[2].list_artifacts(rep.run_id)}
@@ -94,11 +97,13 @@ def test_artifacts(full, store):
     assert (root / "mlartifacts" / "test" / rep.run_id / "artifacts" / "curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.integration
 def test_nested_under_parent(full):
     _, run, parent = full
     assert run.data.tags["mlflow.parentRunId"] == parent
 
 
+@pytest.mark.integration
 def test_stop_crash_resume_is_one_run_with_exact_values(full, store):
     """max_steps stop mid-epoch 2 -> crash after epoch 2 was logged but before its checkpoint ->
     resume: one run, steps exactly [1, 2], epoch 2 re-trained but not logged twice, values equal to

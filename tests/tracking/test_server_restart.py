@@ -19,6 +19,8 @@ from cjepa.tracking.ui import ServerHandle, launch_server
 from tests.conftest import tiny_overrides
 from tests.tracking.test_server import free_port
 
+pytestmark = pytest.mark.integration  # mlflow servers started, stopped and restarted
+
 FAST = ("data.train_subset=320", "run.epochs=3")
 
 

@@ -101,6 +101,7 @@ def test_good_sqlite_store_and_experiment(tmp_path):
     assert client.get_experiment(exp).artifact_location == (tmp_path / "mlartifacts" / "unit").as_uri()
 
 
+@pytest.mark.integration
 def test_cli_refuses_unreachable_server_before_training(tmp_path):
     run_dir = tmp_path / "run"
     t0 = time.monotonic()
