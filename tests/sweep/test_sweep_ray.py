@@ -114,7 +114,10 @@ def test_asha_stops_trials_and_the_study_finishes(tmp_path, monkeypatch):
     tiny = str(Path(__file__).with_name("tiny_study.yaml"))
     study = Study(name="tiny_asha", base=tiny, overrides=("run.epochs=3",),
                   factors={"loss.beta_vicreg": [0.0, 1e-4, 1e-2, 1e-1]}, seeds=(0,), scheduler="asha",
-                  grace_period=1, metric="knn_target", max_concurrent=2)
+                  grace_period=1, metric="loss", mode="min", max_concurrent=2)
+    # The total loss, not kNN: it orders these arms every time (beta_vicreg x the VICReg terms), while
+    # the tiny model's 200-image kNN ties across arms on some CPUs (0.41, 0.41, 0.405, 0.4 on the
+    # VM of 2026-12-07), leaving ASHA nothing to cut.
     result = run_study(study, storage=str(tmp_path / "results"), mlflow=False)
     rows = pq.read_table(result.table).to_pylist()
     final = {}
