@@ -114,17 +114,21 @@ def official_optimizer(encoder: nn.Module, predictor: nn.Module, lr: float, beta
 
 
 def official_step(off: Official, encoder: nn.Module, target: nn.Module, predictor: nn.Module,
-                  optimizer: torch.optim.Optimizer, momentum: float) -> Callable[[Batch], float]:
-    """One step of train.py's ``train_step`` (fp32 branch); returns the loss as a float."""
+                  optimizer: torch.optim.Optimizer, momentum: float,
+                  autocast: torch.dtype | None = None) -> Callable[[Batch], float]:
+    """One step of train.py's ``train_step``; returns the loss as a float. ``autocast``: its bf16
+    branch (forward and loss under ``autocast(dtype=bfloat16)``, as train.py's ``use_bfloat16``),
+    here on the CPU, so speed ratios against ours are at equal precision."""
     def step(b: Batch) -> float:
         masks_enc, masks_pred = [b.context], b.target_list
-        with torch.no_grad():
-            h = target(b.images)
-            h = F.layer_norm(h, (h.size(-1),))
-            h = off.apply_masks(h, masks_pred)
-            h = off.repeat_interleave_batch(h, len(b.images), repeat=len(masks_enc))
-        z = predictor(encoder(b.images, masks_enc), masks_enc, masks_pred)
-        loss = F.smooth_l1_loss(z, h)
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            with torch.no_grad():
+                h = target(b.images)
+                h = F.layer_norm(h, (h.size(-1),))
+                h = off.apply_masks(h, masks_pred)
+                h = off.repeat_interleave_batch(h, len(b.images), repeat=len(masks_enc))
+            z = predictor(encoder(b.images, masks_enc), masks_enc, masks_pred)
+            loss = F.smooth_l1_loss(z, h)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -137,8 +141,9 @@ def official_step(off: Official, encoder: nn.Module, target: nn.Module, predicto
 
 
 def build_official(src_dir: Path | str, config: Path, overrides: Sequence[str], batch_size: int,
-                   seed: int) -> Variant:
-    """The ``official_ijepa`` variant: the clone's modules, train.py's step, our config's sizes."""
+                   seed: int, bf16: bool = False) -> Variant:
+    """The ``official_ijepa`` variant: the clone's modules, train.py's step, our config's sizes
+    (``official_ijepa_bf16``: its bf16 autocast branch)."""
     from cjepa.config import load_config
 
     off = load_official(src_dir)
@@ -151,6 +156,8 @@ def build_official(src_dir: Path | str, config: Path, overrides: Sequence[str], 
     encoder.train()
     predictor.train()
     optimizer = official_optimizer(encoder, predictor, cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay)
-    step = official_step(off, encoder, target, predictor, optimizer, cfg.ema.start)
-    return Variant("official_ijepa", "official", step, count_params(encoder, predictor),
-                   f"facebookresearch/ijepa modules from {off.root}")
+    dtype = torch.bfloat16 if bf16 else None
+    step = official_step(off, encoder, target, predictor, optimizer, cfg.ema.start, dtype)
+    return Variant("official_ijepa_bf16" if bf16 else "official_ijepa", "official", step,
+                   count_params(encoder, predictor),
+                   f"facebookresearch/ijepa modules from {off.root}{' under bf16 autocast' if bf16 else ''}")

@@ -17,8 +17,8 @@ from typing import Any
 from step_data import Batch, Variant
 
 # Ratio columns: key -> reference variant (the row's images/s over the reference's, per round).
-REFERENCES = {"vs_ijepa": "ijepa", "vs_official": "official_ijepa", "vs_lightly": "lightly_timm",
-              "vs_lightly_tv": "lightly_tv"}
+REFERENCES = {"vs_ijepa": "ijepa", "vs_official": "official_ijepa", "vs_official_bf16": "official_ijepa_bf16",
+              "vs_lightly": "lightly_timm", "vs_lightly_tv": "lightly_tv"}
 OFFICIAL_GOAL = 1.3  # our I-JEPA step >= 1.3x the official code (issue 14)
 VICREG_GOAL_PCT = 3.0  # C-JEPA (pred_blocks) at most 3 % slower than our I-JEPA
 
@@ -130,10 +130,12 @@ def verdict(summary: dict[str, dict[str, Any]]) -> list[str]:
               else f"not resolved (median {'within' if over <= VICREG_GOAL_PCT else 'above'} the goal)")
         lines.append(f"VICReg (pred_blocks) step-time overhead vs I-JEPA: {over:+.1f} % (95 % CI {lo:+.1f} .. "
                      f"{hi:+.1f} %, IQR of rounds {iq_lo:+.1f} .. {iq_hi:+.1f} %); goal <= {VICREG_GOAL_PCT:g} %: {ok}")
-    for key, goal in (("vs_official", OFFICIAL_GOAL), ("vs_lightly", 1.0), ("vs_lightly_tv", 1.0)):
-        r = summary.get("ijepa", {}).get(key)
+    for row, key, goal in (("ijepa", "vs_official", OFFICIAL_GOAL), ("ijepa_bf16", "vs_official_bf16", OFFICIAL_GOAL),
+                           ("ijepa", "vs_lightly", 1.0), ("ijepa", "vs_lightly_tv", 1.0)):
+        r = summary.get(row, {}).get(key)
         if r is not None:
             lo, hi = r["ci95"]
-            lines.append(f"our I-JEPA / {REFERENCES[key]}: {r['median']:.3f}x (95 % CI {lo:.3f} .. {hi:.3f}, "
+            lines.append(f"our {row} / {REFERENCES[key]} (equal precision): {r['median']:.3f}x "
+                         f"(95 % CI {lo:.3f} .. {hi:.3f}, "
                          f"IQR of rounds {r['q1']:.3f} .. {r['q3']:.3f}); goal >= {goal:g}: {_at_least(r, goal)}")
     return lines

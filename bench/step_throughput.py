@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a pack
 from step_breakdown import profile_variants, vicreg_breakdown  # noqa: E402
 from step_data import Batch, Variant, make_batches  # noqa: E402,F401  (make_batches: bench/gpu_check_step.py)
 from step_stats import run_rounds, summarise, table, verdict  # noqa: E402
-from step_variants import ALL_VARIANTS, DEFAULT_VARIANTS, LIGHTLY, OFFICIAL, build  # noqa: E402
+from step_variants import ALL_VARIANTS, DEFAULT_VARIANTS, LIGHTLY, OFFICIAL, OFFICIAL_BF16, build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "cjepa_fmnist_cpu.yaml"
@@ -128,10 +128,10 @@ def choose_variants(args: argparse.Namespace, argv: Sequence[str]) -> tuple[tupl
     if note:
         notes.append(note)
         names = tuple(v for v in names if v not in LIGHTLY)
-    if OFFICIAL in names and args.ijepa_src is None:
-        notes.append(f"no --ijepa-src (or ${IJEPA_ENV}): the {OFFICIAL} variant is skipped. To compare against "
+    if {OFFICIAL, OFFICIAL_BF16} & set(names) and args.ijepa_src is None:
+        notes.append(f"no --ijepa-src (or ${IJEPA_ENV}): the {OFFICIAL} variants are skipped. To compare against "
                      "the official code: git clone https://github.com/facebookresearch/ijepa DIR; --ijepa-src DIR")
-        names = tuple(v for v in names if v != OFFICIAL)
+        names = tuple(v for v in names if v not in (OFFICIAL, OFFICIAL_BF16))
     return names, notes
 
 
@@ -186,7 +186,7 @@ def metadata(args: argparse.Namespace, argv: Sequence[str], names: Sequence[str]
         import lightly
 
         meta["lightly"] = lightly.__version__
-    if OFFICIAL in names:
+    if {OFFICIAL, OFFICIAL_BF16} & set(names):
         meta["ijepa_src"] = str(args.ijepa_src)
     if notes:
         meta["note"] = " | ".join(notes)

@@ -35,8 +35,9 @@ LEVERS: dict[str, tuple[str, str]] = {
 }
 LIGHTLY = ("lightly_timm", "lightly_tv")
 OFFICIAL = "official_ijepa"
-ALL_VARIANTS = (*OURS, *LEVERS, OFFICIAL, *LIGHTLY)
-DEFAULT_VARIANTS = ("cjepa", "ijepa", "ijepa_bf16", OFFICIAL, *LIGHTLY)
+OFFICIAL_BF16 = "official_ijepa_bf16"  # train.py's bf16 autocast branch: ratios at equal precision
+ALL_VARIANTS = (*OURS, *LEVERS, OFFICIAL, OFFICIAL_BF16, *LIGHTLY)
+DEFAULT_VARIANTS = ("cjepa", "ijepa", "ijepa_bf16", OFFICIAL, OFFICIAL_BF16, *LIGHTLY)
 
 
 def build_ours(name: str, config: Path, overrides: Sequence[str], batch_size: int, seed: int) -> Variant:
@@ -91,12 +92,12 @@ def build(name: str, args: argparse.Namespace) -> Variant:
         return build_ours(name, *common)
     if name in LEVERS:
         return build_lever(name, *common)
-    if name == OFFICIAL:
+    if name in (OFFICIAL, OFFICIAL_BF16):
         from step_official import build_official
 
         if args.ijepa_src is None:
-            raise SystemExit(f"variant {OFFICIAL} needs --ijepa-src DIR (a clone of facebookresearch/ijepa)")
-        return build_official(args.ijepa_src, *common)
+            raise SystemExit(f"variant {name} needs --ijepa-src DIR (a clone of facebookresearch/ijepa)")
+        return build_official(args.ijepa_src, *common, bf16=name == OFFICIAL_BF16)
     import step_lightly
 
     return getattr(step_lightly, f"build_{name}")(*common)

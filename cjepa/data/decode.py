@@ -8,9 +8,9 @@ resample (``transforms.py`` does that for equal-size in-memory sets). The levers
 - JPEGs are then decoded at a reduced scale in the DCT domain (``Image.draft``, libjpeg-turbo's
   scaled IDCT) whenever the crop still covers ``size`` pixels at that scale: a 1/2-scale decode
   costs ~1/3 of a full one;
-- crop + resize is one ``Image.resize(box=...)`` call (bilinear with antialiasing when shrinking,
-  as torchvision's PIL path), and flips are a transpose of the small output: no float image ever
-  exists before the batch is normalised.
+- crop + resize is a view of the decoded pixels and one uint8 channels-last bilinear resize
+  (antialiased when shrinking, torchvision v2's kernel), and flips are a flip of the small output:
+  no float image ever exists before the batch is normalised (on the training device).
 
 The GPU path (``data.decode=cuda``: nvJPEG through ``torchvision.io.decode_jpeg(device="cuda")``)
 lives in ``decode_cuda.py``. Chosen over NVIDIA DALI: torchvision is already a dependency and
@@ -23,6 +23,8 @@ import io
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -83,14 +85,25 @@ def _draft(im: Image.Image, mode: str, box: tuple[float, float, float, float],
 def crop_resize(im: Image.Image, box: tuple[float, float, float, float], size: int, mode: str,
                 flip: bool = False) -> np.ndarray:
     """Decode (drafted when it can), crop ``box`` (left, top, right, bottom), resize to size x size.
-    Returns (size, size) or (size, size, 3) uint8."""
+    Returns (size, size) or (size, size, 3) uint8.
+
+    RGB crops are resized by torch's uint8 channels-last bilinear kernel (antialiased when
+    shrinking, the kernel of torchvision's v2 ``Resize``): 2.8x faster than ``Image.resize`` here
+    (0.27 vs 0.78 ms for a 180 x 160 crop to 224, one thread). The box is rounded to whole pixels
+    of the decoded (drafted) image. Grey images take Pillow's resize (the fast kernel is RGB)."""
     im, box = _draft(im, mode, box, size)
     if im.mode != mode:
         im = im.convert(mode)
-    out = im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=None)
+    if mode != "RGB":
+        out = im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=None)
+        return np.asarray(out.transpose(Image.FLIP_LEFT_RIGHT) if flip else out)
+    left, top, right, bottom = (int(round(v)) for v in box)
+    pixels = torch.from_numpy(np.array(im))  # (H, W, 3), writable
+    crop = pixels[top:max(bottom, top + 1), left:max(right, left + 1)].permute(2, 0, 1)[None]  # channels-last
+    out = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
     if flip:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
-    return np.asarray(out)
+        out = out.flip(-1)
+    return out.permute(1, 2, 0).numpy()
 
 
 def train_crop(data: bytes, box_thw: np.ndarray, size: int, mode: str, flip: bool = False) -> np.ndarray:

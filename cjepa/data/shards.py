@@ -81,8 +81,8 @@ class ParquetImages:
         self.classes: dict[str, int] = json.loads(self._read_text(CLASSES))
         if size is None and m.image_size is None:
             raise DataError(f"{self.root}: images differ in size ({m.min_size} to {m.max_size}); re-convert "
-                            "with `cjepa data convert --resize N --center-crop`, or pass size=(H, W); training reads any "
-                            "sizes through the shard stream (cjepa/data/stream.py)")
+                            "with `cjepa data convert --resize N --center-crop`, or pass size=(H, W); training "
+                            "reads any sizes through the shard stream (cjepa/data/stream.py)")
         self.size: tuple[int, int] = tuple(size or m.image_size)  # type: ignore[assignment]
         self._resize = size is not None and list(size) != m.image_size
         self.channels, self.mode = m.channels, ("L" if m.channels == 1 else "RGB")

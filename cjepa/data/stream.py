@@ -226,8 +226,8 @@ class ShardStream(Dataset):
                rows: np.ndarray) -> torch.Tensor:
         """(b, C, S, S) uint8: 4x less to move between processes and to the device than float."""
         out = np.stack([self._crop(im, box, flip, row) for im, box, flip, row in zip(opened, boxes, flips, rows)])
-        t = torch.from_numpy(out)
-        return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+        t = torch.from_numpy(out)  # RGB: NCHW in channels-last memory, as the patch-embedding conv takes it
+        return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
     def _crop(self, im: Image.Image, box: np.ndarray, flip: bool, row: int) -> np.ndarray:
         try:

@@ -3,8 +3,9 @@
 Because nothing here keeps state, a resumed run recomputes exactly the values an uninterrupted
 run would have used (dinov2 keeps step-indexed arrays for the same reason). Semantics follow the
 official I-JEPA schedulers (linear warm-up then cosine lr; cosine-shaped weight decay; linear
-momentum), except that momentum reaches ``ema.end`` at the last step (I-JEPA stretches the
-schedule by ``ipe_scale=1.25`` so it never does).
+momentum reaching ``ema.end`` at the last step). The official ``train.py`` falls back to
+``ipe_scale=1.25`` (a schedule stretched past the run, so momentum would never reach its end),
+but every published I-JEPA config sets ``ipe_scale: 1.0``, which is what this matches.
 """
 
 from __future__ import annotations
