@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,11 +105,13 @@ def convert_builtin(name: str, split: str, out: str | Path, shard_size: int = DE
 def convert(src: str, out: str | Path, shard_size: int = DEFAULT_SHARD_SIZE, image_format: str = "png", *,
             resize: int | None = None, center_crop: bool = False, jpeg_quality: int = 95, seed: int | None = 0,
             overwrite: bool = False, workers: int | None = None, on_corrupt: str = "refuse",
-            val_labels: str | Path | None = None, progress: Progress | None = None) -> dict[str, Manifest]:
+            val_labels: str | Path | None = None, progress: Progress | None = None,
+            execute: Any = None) -> dict[str, Manifest]:
     """The CLI's entry. ``builtin:NAME`` -> ``out/train`` and ``out/test``; a folder holding
     ``train/`` and ``val/`` or ``test/`` -> ``out/train`` and ``out/val`` / ``out/test`` with one class
     index; any other folder -> one split into ``out``. Returns {split ("" for one): manifest}.
-    Re-running an interrupted conversion with the same arguments finishes it."""
+    Re-running an interrupted conversion with the same arguments finishes it. ``execute``: where the
+    shards run (``run_plan``'s; e.g. Ray tasks, ``cjepa.distributed.convert_ray``), paths made absolute."""
     for what, path in (("SRC", src), ("OUT", str(out))):
         if "://" in path:  # pathlib would make a local folder named "s3:"
             raise DataError(f"{what} {path}: conversion reads and writes local or mounted folders; convert to a "
@@ -117,11 +120,14 @@ def convert(src: str, out: str | Path, shard_size: int = DEFAULT_SHARD_SIZE, ima
     if src.startswith("builtin:"):
         name = src.split(":", 1)[1]
         return {s: convert_builtin(name, s, out / s, shard_size, image_format, overwrite) for s in ("train", "test")}
+    if execute is not None:  # other processes, maybe other machines: no path relative to this cwd
+        src, out = str(Path(src).expanduser().resolve()), out.resolve()
     labels = Path(val_labels).expanduser() if val_labels is not None else None
     splits = find_splits(Path(src).expanduser(), labels)  # every label file checked before any shard
     plans = [plan_split(s, out / s.name, shard_size, image_format, resize=resize, center_crop=center_crop,
                         jpeg_quality=jpeg_quality, seed=seed, on_corrupt=on_corrupt) for s in splits]
-    return {s.name: run_plan(p, workers, overwrite, _reporter(progress, s.name)) for s, p in zip(splits, plans)}
+    return {s.name: run_plan(p, workers, overwrite, _reporter(progress, s.name), execute)
+            for s, p in zip(splits, plans)}
 
 
 def _reporter(progress: Progress | None, split: str) -> Callable[[int, int, int], None] | None:

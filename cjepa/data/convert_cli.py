@@ -58,6 +58,9 @@ def add_data_parser(subparsers: Any) -> None:
                         "(or its ILSVRC2012_validation_ground_truth.txt with meta.mat beside it)")
     c.add_argument("--overwrite", action="store_true",
                    help="replace shards already in OUT (or an unfinished conversion with other settings)")
+    c.add_argument("--ray", action="store_true",
+                   help="spread the shards over a Ray cluster's CPUs, one task per shard (RAY_ADDRESS or the "
+                        "running cluster, else a local one); SRC and OUT must be on storage every node mounts")
     c.set_defaults(func=cmd_convert)
 
 
@@ -112,6 +115,14 @@ def summary(where: str, m: Manifest) -> list[str]:
     return lines
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    if not getattr(args, "ray", False):
+        return None
+    from cjepa.distributed.convert_ray import ray_execute  # Ray only when asked for
+
+    return ray_execute()
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     check_options(args.shard_size, args.image_format, args.resize, args.jpeg_quality, args.seed, args.workers,
                   args.center_crop)
@@ -120,7 +131,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         manifests = convert(args.src, args.out, args.shard_size, args.image_format, resize=args.resize,
                             center_crop=args.center_crop, jpeg_quality=args.jpeg_quality, seed=args.seed,
                             overwrite=args.overwrite, workers=args.workers, on_corrupt=args.on_corrupt,
-                            val_labels=args.val_labels, progress=_progress(start))
+                            val_labels=args.val_labels, progress=_progress(start), execute=_executor(args))
     except OSError as exc:  # OUT not creatable (a file in the way, read-only), a source file unreadable, disk full
         where = exc.filename or args.out
         raise DataError(f"{where}: {exc.strerror or exc} while converting {args.src} into {args.out}; "

@@ -8,9 +8,8 @@ skipped files). So shard bytes never depend on the worker count or on which work
 a re-run of the same command keeps every shard whose marker and file are there and writes only the
 rest. The parent merges the markers and writes ``manifest.json`` last, then removes ``.convert/``.
 
-Workers: a ``ProcessPoolExecutor`` on this machine's cores. Spreading one conversion over a Ray
-cluster's CPUs is NOT implemented; the way to do it is one Ray task per shard calling
-:func:`convert_shard` (plan in the object store, output on shared storage), then :func:`merge_split`.
+Workers: a ``ProcessPoolExecutor`` on this machine's cores, or (``--ray``) one Ray task per shard
+over a cluster's CPUs (``cjepa/distributed/convert_ray.py``; this module stays Ray-free).
 """
 
 from __future__ import annotations
@@ -272,14 +271,17 @@ def merge_split(plan: SplitPlan, results: list[ShardResult]) -> Manifest:
 
 
 def run_plan(plan: SplitPlan, workers: int | None = None, overwrite: bool = False,
-             progress: Callable[[int, int, int], None] | None = None) -> Manifest:
-    """Convert a split (resuming an unfinished run of the same plan); ``progress(done, total, rows)``."""
+             progress: Callable[[int, int, int], None] | None = None,
+             execute: Callable[[SplitPlan, list[int], int], Iterator[tuple[int, ShardResult]]] | None = None
+             ) -> Manifest:
+    """Convert a split (resuming an unfinished run of the same plan); ``progress(done, total, rows)``.
+    ``execute``: where the shards run (default: this machine's processes; ``cjepa.distributed.convert_ray``)."""
     resumed = claim(plan, overwrite)
     results = {i: r for i in range(plan.num_shards) if resumed and (r := _load_marker(plan, i)) is not None}
     todo = [i for i in range(plan.num_shards) if i not in results]
     if resumed:
         log.info("%s: resuming; %d of %d shards already written", plan.out, len(results), plan.num_shards)
-    for i, r in _execute(plan, todo, workers or os.cpu_count() or 1):
+    for i, r in (execute or _execute)(plan, todo, workers or os.cpu_count() or 1):
         results[i] = r
         for s in r.skipped:
             log.warning("%s: skipped, not a readable image (%s)", Path(plan.source) / s["path"], s["error"])

@@ -141,13 +141,18 @@ class StepBatchDataset(Dataset):
             out["images2"] = self._view(images, g)  # the generator moved on: an independent crop
         out["labels"] = self.data.labels[idx]
         if self.mask_fn is not None:
-            n = int(idx.shape[0])
-            masks = self.mask_fn(n * self.world_size, step)
-            if self.world_size > 1:
-                rows = slice(self.rank * n, (self.rank + 1) * n)
-                masks = type(masks)(context=masks.context[rows], targets=masks.targets[:, rows])
-            out["masks"] = masks
+            out["masks"] = rank_masks(self.mask_fn, int(idx.shape[0]), step, self.rank, self.world_size)
         return out
+
+
+def rank_masks(mask_fn: Callable[[int, int], Any], n: int, step: int, rank: int, world_size: int) -> Any:
+    """Masks drawn for the global batch of ``n * world_size`` at ``step``, this rank's ``n`` rows: a
+    batch's masks do not depend on how many ranks share it."""
+    masks = mask_fn(n * world_size, step)
+    if world_size > 1:
+        rows = slice(rank * n, (rank + 1) * n)
+        masks = type(masks)(context=masks.context[rows], targets=masks.targets[:, rows])
+    return masks
 
 
 def build_loader(dataset: StepBatchDataset, sampler: StepBatchSampler, num_workers: int,

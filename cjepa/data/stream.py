@@ -33,6 +33,7 @@ from torch.utils.data import Dataset, Sampler
 from cjepa.data import shard_order
 from cjepa.data.decode import crop_boxes, crop_resize, eval_crop, open_image
 from cjepa.data.decode_cuda import decode_views, encoded_tensors
+from cjepa.data.loader import rank_masks
 from cjepa.data.seeds import derive_seed
 from cjepa.data.shard_format import CLASSES, DECODE_ERRORS, MANIFEST, Manifest
 from cjepa.data.shards import read_verified_shard, resolve_fs
@@ -253,12 +254,7 @@ class ShardStream(Dataset):
             out.update(self._view("images2", encoded, rows, rng))
         out["labels"] = torch.from_numpy(labels)
         if self.mask_fn is not None:
-            n = len(rows)
-            masks = self.mask_fn(n * self.world_size, step)
-            if self.world_size > 1:
-                sl = slice(self.rank * n, (self.rank + 1) * n)
-                masks = type(masks)(context=masks.context[sl], targets=masks.targets[:, sl])
-            out["masks"] = masks
+            out["masks"] = rank_masks(self.mask_fn, len(rows), step, self.rank, self.world_size)
         return out
 
 

@@ -246,12 +246,12 @@ def serve_forever(store_uri: str | None, host: str, port: int, workers: int = 2)
     try:  # a signal at any point (start-up included) leaves through start_server's clean stop
         with start_server(uri, host, port, workers=workers) as server:
             shown = f"http://{host}:{port}" if host not in ("0.0.0.0", "::", "") else server.url
-            links = experiment_links(uri, shown)  # before the ready line: whoever waits for it gets them too
+            links = experiment_links(uri, shown)  # printed before the ready line: whoever waits for it has them
+            print("[cjepa] each experiment's runs in the Model training view:", *links, sep="\n", flush=True)
             print(f"[cjepa] MLflow UI at {shown}  (store {uri}; server pid {server.pid}, "
                   f"log {server.log_path}); Ctrl-C stops it", flush=True)
             if host in ("0.0.0.0", "::", ""):
                 print("[cjepa] note: bound to all interfaces; the server has no authentication", flush=True)
-            print("[cjepa] each experiment's runs in the Model training view:", *links, sep="\n", flush=True)
             while server.proc.poll() is None:
                 time.sleep(0.5)
             raise TrackingError(f"mlflow server exited with status {server.proc.returncode}: "
