@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def ray_local():
     if not ray.is_initialized():
-        ray.init(num_cpus=2)
+        ray.init(num_cpus=4)  # as every Ray test module: later modules reuse this cluster and count on 4 CPUs
     yield
 
 
