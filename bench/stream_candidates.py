@@ -398,7 +398,7 @@ def ray_init() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=1, object_store_memory=400 * 2**20, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=1, object_store_memory=400 * 2**20, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
 
 
