@@ -170,7 +170,8 @@ def ray_command(args: argparse.Namespace) -> list[str]:
             "--storage", str(wd / "ray_results"), "--no-mlflow",
             "data.dataset=parquet", f"data.root={args.shards}", "data.num_workers=4", "optim.batch_size=64",
             "optim.warmup_epochs=1", "run.epochs=2", f"run.output_dir={wd / 'ray_run'}", "run.log_every=8",
-            "eval.every=2", "eval.train_samples=512", "eval.test_samples=128", "eval.linear_epochs=20"]
+            "eval.every=2", "eval.train_samples=512", "eval.test_samples=128", "eval.linear_epochs=20",
+            f"data.val_samples={16 if args.dry_run else 128}"]  # held out of the 64 / 1024 training photos
 
 
 def stage_ray(args: argparse.Namespace, limit: float) -> dict[str, Any]:

@@ -27,11 +27,19 @@ COLLAPSE_SUFFIXES = ("std_min", "std_mean", "std_mean_normalized", "eff_rank", "
 #: the headline figures of a study's summary: the paper evaluates the target encoder; in short runs
 #: the EMA target is still mostly its initialisation, so the context encoder shows differences first
 SUMMARY = ("knn_target", "linear_target", "knn_context", "linear_context")
+#: per-epoch probes score the validation split (``data.val_samples > 0``); the test split is scored
+#: once, at the last epoch, under the same name with this prefix (cjepa/engine/evaluation.py)
+TEST_PREFIX = "test_"
 
 
 def probe_name(probe: str, encoder: str, pooling: str = "mean") -> str:
     """``knn_target``; other poolings get a suffix: ``knn_target_grid2``."""
     return f"{probe}_{encoder}" + ("" if pooling == "mean" else f"_{pooling}")
+
+
+def test_name(name: str) -> str:
+    """The test split's figure of a per-epoch metric, scored once at the end: ``test_knn_target``."""
+    return f"{TEST_PREFIX}{name}"
 
 
 def baseline_name(kind: str, probe: str, pooling: str = "mean") -> str:
@@ -64,3 +72,29 @@ def reported_metrics(cfg: Config) -> set[str]:
     if ev.random_baseline:
         names.update(baseline_name("rand", p, pool) for p in probes for pool in ev.poolings)
     return names
+
+
+def final_metrics(cfg: Config) -> set[str]:
+    """The test split's figures, reported once, with the last epoch (none without a validation
+    split: the per-epoch figures are the test split's then). Never a selection metric."""
+    if cfg.eval.every <= 0 or cfg.data.val_samples <= 0:
+        return set()
+    ev = cfg.eval
+    probes = [p for p in PROBES if p == "knn" or ev.linear_epochs > 0]
+    names = {probe_name(p, enc, pool) for enc in ev.encoders for p in probes for pool in ev.poolings}
+    if ev.raw_baseline:
+        names.update(baseline_name("raw", p) for p in PROBES)
+    if ev.random_baseline:
+        names.update(baseline_name("rand", p, pool) for p in probes for pool in ev.poolings)
+    return {test_name(n) for n in names}
+
+
+def split_of(cfg: Config, name: str) -> str:
+    """Which split a metric's number comes from: ``test`` for ``test_*``; the per-epoch probes and
+    baselines read ``val`` (``test`` without a validation split); training figures ``train``."""
+    if name.startswith(TEST_PREFIX):
+        return "test"
+    evaluated = name.startswith(tuple(f"{p}_" for p in PROBES)) or name.startswith(("raw_", "rand_"))
+    if evaluated or name.endswith(COLLAPSE_SUFFIXES):
+        return "val" if cfg.data.val_samples > 0 else "test"
+    return "train"

@@ -19,7 +19,7 @@ from cjepa.sweep import Study
 from cjepa.sweep.cli import main
 
 ARMS = {"C-JEPA (recipe)": {}, "I-JEPA (same recipe)": {"loss.beta_vicreg": 0.0}}
-PROTOCOL = ("eval.train_samples=60000", "eval.test_samples=10000", "eval.encoders=[target]", "run.threads=1",
+PROTOCOL = ("eval.train_samples=50000", "eval.test_samples=10000", "eval.encoders=[target]", "run.threads=1",
             "run.log_every=200")
 
 

@@ -65,7 +65,8 @@ INITIAL = (
 
 # About the recipe's budget (30 CPU-minutes): the whole training split for 3 epochs at one
 # thread, ~20 CPU-minutes per trial; ASHA stops the weakest after epoch 1.
-BUDGET = ("run.epochs=3", "optim.warmup_epochs=0.3", "eval.train_samples=5000", "eval.test_samples=2000",
+BUDGET = ("run.epochs=3", "optim.warmup_epochs=0.3", "data.val_samples=2000", "eval.train_samples=5000",
+          "eval.test_samples=2000",
           "eval.linear_epochs=30", "eval.poolings=[mean,grid2]", "data.hflip=0.5", "run.threads=1", "run.log_every=100")
 
 

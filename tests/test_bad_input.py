@@ -80,7 +80,7 @@ CJEPA = [  # (id, argv of `cjepa`, words the one line must contain)
     ("convert-out-holds-shards", [*CONVERT[:3], "{d}/shards"], ["already holds shards", "--overwrite"]),
     ("shards-no-root", PARQUET, ["data.dataset=parquet needs data.root", "cjepa data convert"]),
     ("shards-no-manifest", [*PARQUET, "data.root={d}/empty"], ["cannot read manifest.json", "cjepa data convert"]),
-    ("shards-checksum", [*PARQUET, "data.root={d}/tampered", "optim.batch_size=4"],  # a batch the 4 images fill
+    ("shards-checksum", [*PARQUET, "data.root={d}/tampered", "optim.batch_size=4", "data.val_samples=0"],  # 4 images
      ["shard-00000.parquet is corrupt", "sha256"]),
     ("train-workers-zero", [*WORKERS[:2], "0", *WORKERS[3:]], ["--workers must be >= 1, got 0"]),
     ("train-max-failures", [*WORKERS, "--max-failures", "-2"], ["--max-failures must be >= 0 (or -1", "got -2"]),

@@ -124,7 +124,14 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.3, 1.0)
     hflip: float = 0.0  # probability of a horizontal flip per view (I-JEPA uses none)
     num_workers: int = 0
-    train_subset: int = 0  # 0: the whole training split
+    train_subset: int = 0  # 0: the whole training split (less the validation split)
+    # The validation split, carved from the training split and never trained on: every study's
+    # selection (Optuna, ASHA, stoppers) and the per-epoch curves score it; the test split is
+    # scored once, at the end of a run (test_* metrics). 0: no validation split (the per-epoch
+    # evaluation then reads the test split, and studies that select refuse to run). Which images:
+    # cjepa/data/holdout.py.
+    val_samples: int = 10000
+    val_seed: int = 0
     skip_corrupt: bool = False  # parquet: replace undecodable images (logged) instead of failing
     # parquet: rows are shuffled within windows of this many shards; each loader process holds at
     # most 2 * (shuffle_window + 1) shards (cjepa/data/shard_order.py, stream.py)
@@ -139,8 +146,8 @@ class EvalConfig:
     every: int = 1  # epochs; 0 turns evaluation off
     knn_k: int = 20
     knn_temperature: float = 0.07
-    train_samples: int = 10000  # kNN bank / probe training set, drawn from the train split
-    test_samples: int = 10000
+    train_samples: int = 10000  # kNN bank / probe training set, drawn from the training images
+    test_samples: int = 10000  # test images scored once, at the end of a run (with a validation split)
     linear_epochs: int = 100
     linear_lr: float = 1e-2
     encoders: tuple[str, ...] = ("target", "context")

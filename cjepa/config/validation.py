@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from cjepa.config.schema import (
     PRECISIONS,
     VICREG_MODES,
     Config,
+    DataConfig,
 )
 from cjepa.errors import ConfigError
 
@@ -102,8 +104,8 @@ def _validate_data_eval(cfg: Config) -> None:
     _choice("data.decode", d.decode, DECODERS)
     if d.decode == "device" and d.dataset != "parquet":
         raise ConfigError(f"data.decode=device decodes JPEG shards (data.dataset=parquet); {d.dataset} is in memory")
-    if d.num_workers < 0 or d.train_subset < 0:
-        raise ConfigError("data.num_workers and data.train_subset must be >= 0")
+    if d.num_workers < 0 or d.train_subset < 0 or d.val_samples < 0:
+        raise ConfigError("data.num_workers, data.train_subset and data.val_samples must be >= 0")
     if ev.every < 0:
         raise ConfigError(f"eval.every: expected >= 0 (0 = off), got {ev.every}")
     for key in ("knn_k", "knn_temperature", "train_samples", "test_samples", "batch_size"):
@@ -152,6 +154,7 @@ def _validate_run(cfg: Config) -> None:
 
 
 NATIVE_SIZE = {"fashion_mnist": 28, "digits": 8}  # the built-in sets' image side, px
+BUILTIN_TRAIN_IMAGES = {"fashion_mnist": 60000, "digits": 1500}  # their stored training splits (cjepa/data)
 MAX_UPSAMPLE = 4
 
 
@@ -168,6 +171,7 @@ def check_data_source(cfg: Config) -> None:
                           f"{size / native:.0f}x; the 224 px presets and --full studies need a real data set: {how} "
                           f"(or keep model.img_size <= {MAX_UPSAMPLE * native})")
     if d.dataset != "parquet":
+        _check_holdout(d, BUILTIN_TRAIN_IMAGES[d.dataset], d.dataset)
         return
     if not d.root:
         raise ConfigError(f"data.dataset=parquet needs data.root (shards with train/ and test/ or val/): {how}")
@@ -176,6 +180,23 @@ def check_data_source(cfg: Config) -> None:
         if not train.is_file():
             raise ConfigError(f"data.root={d.root}: cannot read manifest.json of the train split ({train}: no such "
                               "file); expected the output folder of `cjepa data convert` (train/ and test/ or val/)")
+        try:
+            total = int(json.loads(train.read_text())["total"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"data.root={d.root}: {train} cannot be read ({exc}); "
+                              "re-run `cjepa data convert`") from None
+        _check_holdout(d, total, str(train.parent))
+
+
+def _check_holdout(d: DataConfig, train_total: int, where: str) -> None:
+    """The validation split and the subset fit the training split (``cjepa.data.holdout``)."""
+    from cjepa.data.holdout import check_sizes
+    from cjepa.errors import DataError
+
+    try:
+        check_sizes(d, train_total, where)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive(key: str, value: float) -> None:

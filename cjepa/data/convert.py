@@ -88,11 +88,11 @@ def convert_builtin(name: str, split: str, out: str | Path, shard_size: int = DE
                     image_format: str = "png", overwrite: bool = False) -> Manifest:
     """A split of a built-in data set (``fashion_mnist``, ``digits``) as PNG (or JPEG) shards, in order."""
     from cjepa.config import DataConfig
-    from cjepa.data.datasets import load_split
+    from cjepa.data.datasets import load_raw_split
 
     if name not in BUILTIN_CLASSES:
         raise DataError(f"builtin:{name}: unknown; built-in data sets are {', '.join(BUILTIN_CLASSES)}")
-    data = load_split(DataConfig(dataset=name), split)
+    data = load_raw_split(DataConfig(dataset=name), split)  # whole: the holdout is carved at training
     images, labels = data.images[:, 0].numpy(), data.labels.tolist()
     fmt = "png" if image_format == "keep" else image_format  # the arrays have no original encoding
     writer = ShardWriter(out, shard_size, fmt, 1, overwrite)

@@ -25,13 +25,14 @@ import torch
 from torch import Tensor
 
 from cjepa.config import DataConfig
+from cjepa.data import holdout
+from cjepa.data.holdout import SPLITS
 from cjepa.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from cjepa.errors import DataError
 
 if TYPE_CHECKING:
     from cjepa.data.shards import ParquetImages
 
-SPLITS = ("train", "test")
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 # Zalando's canonical host first, then the GitHub copy of the same files.
 FASHION_URLS = (
@@ -188,33 +189,38 @@ def _load_digits(split: str) -> LabeledImages:
     )
 
 
+def load_raw_split(cfg: DataConfig, split: str) -> LabeledImages | ParquetImages:
+    """A whole stored split (``train`` or ``test``) of ``cfg.dataset``, before the validation split
+    is carved out: what a converter copies and what the holdout indexes into."""
+    if split not in ("train", "test"):
+        raise DataError(f"unknown stored split {split!r}; expected train or test")
+    if cfg.dataset == "fashion_mnist":
+        return _load_fashion(cfg, split)
+    if cfg.dataset == "digits":
+        return _load_digits(split)
+    if cfg.dataset == "parquet":  # decoded lazily, batch by batch (see shards.py)
+        from cjepa.data.shards import ParquetImages, split_root
+
+        return ParquetImages(split_root(cfg.root, split), skip_corrupt=cfg.skip_corrupt)
+    raise DataError(f"data.dataset: unknown dataset {cfg.dataset!r}; expected fashion_mnist, digits or parquet")
+
+
 def load_split(cfg: DataConfig, split: str) -> LabeledImages | ParquetImages:
-    """A whole split of ``cfg.dataset``; ``data.train_subset`` trims the training split.
+    """``train`` (the images a run trains on), ``val`` (held out of the stored training split,
+    never trained on) or ``test``; which images: :mod:`cjepa.data.holdout`.
 
     ``parquet`` gives a :class:`~cjepa.data.shards.ParquetImages` (same duck type, lazy images)
-    over ``data.root/<split>``.
-
-    The subset is the first n of a fixed seed-0 permutation, so it is the same images in every
-    run and on every rank, whatever ``run.seed`` is (seeds then vary only the training).
+    over ``data.root/<split>``. The parts are the same images in every run and on every rank,
+    whatever ``run.seed`` is (seeds then vary only the training).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if cfg.dataset == "fashion_mnist":
-        data = _load_fashion(cfg, split)
-    elif cfg.dataset == "digits":
-        data = _load_digits(split)
-    elif cfg.dataset == "parquet":  # decoded lazily, batch by batch (see shards.py)
-        from cjepa.data.shards import ParquetImages, split_root
-
-        data = ParquetImages(split_root(cfg.root, split), skip_corrupt=cfg.skip_corrupt)
-    else:
-        raise DataError(f"data.dataset: unknown dataset {cfg.dataset!r}; expected fashion_mnist, digits or parquet")
-    n = cfg.train_subset
-    if split == "train" and n > 0:
-        if n > len(data):
-            raise DataError(f"data.train_subset={n} exceeds the {len(data)} training images of {data.name}")
-        keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
-        if not isinstance(data, LabeledImages):
-            return data.subset(keep)
-        data = LabeledImages(data.images[keep], data.labels[keep], data.num_classes, data.name)
-    return data
+    if split == "test":
+        return load_raw_split(cfg, "test")
+    data = load_raw_split(cfg, "train")
+    if not isinstance(data, LabeledImages):
+        return data.subset(holdout.shard_rows(cfg, len(data), split))
+    keep = holdout.memory_indices(cfg, len(data), split)
+    if split == "train" and len(keep) == len(data):
+        return data
+    return LabeledImages(data.images[keep], data.labels[keep], data.num_classes, data.name)

@@ -49,23 +49,23 @@ def steps_per_epoch(total_rows: int, batch_size: int, world_size: int, lanes: in
     return lanes * (lane_length(total_rows, world_size, lanes) // (batch_size // world_size))
 
 
-def shard_stream(shard_rows: Sequence[int], seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """The epoch's row stream (global row numbers) and the shard each entry comes from."""
-    offsets = np.concatenate([[0], np.cumsum(shard_rows)]).astype(np.int64)
-    order = np.random.default_rng(derive_seed(seed, _SHARDS_TAG, epoch)).permutation(len(shard_rows))
-    rows = [np.arange(offsets[s], offsets[s + 1]) for s in order]
-    shards = [np.full(int(shard_rows[s]), s) for s in order]
+def shard_stream(shard_ranges: Sequence[tuple[int, int]], seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's row stream (global row numbers) and the shard (position in ``shard_ranges``) each
+    entry comes from; ``shard_ranges``: each shard's ``[first, end)`` global rows that are read."""
+    order = np.random.default_rng(derive_seed(seed, _SHARDS_TAG, epoch)).permutation(len(shard_ranges))
+    rows = [np.arange(*shard_ranges[s]) for s in order]
+    shards = [np.full(len(r), s) for s, r in zip(order, rows)]
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(rows), np.concatenate(shards)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(shards)
 
 
-def lane_rows(shard_rows: Sequence[int], seed: int, epoch: int, world_size: int, lanes: int,
+def lane_rows(shard_ranges: Sequence[tuple[int, int]], seed: int, epoch: int, world_size: int, lanes: int,
               window: int) -> list[np.ndarray]:
     """Every lane's rows in reading order for one epoch (lane ``r * lanes + j``: rank r, worker j)."""
-    stream, _ = shard_stream(shard_rows, seed, epoch)
+    stream, _ = shard_stream(shard_ranges, seed, epoch)
     length = lane_length(len(stream), world_size, lanes)
-    window_rows = max(1, window * int(np.ceil(len(stream) / max(len(shard_rows), 1))))
+    window_rows = max(1, window * int(np.ceil(len(stream) / max(len(shard_ranges), 1))))
     out = []
     for lane in range(world_size * lanes):
         part = stream[lane * length:(lane + 1) * length].copy()

@@ -274,7 +274,9 @@ def resolve_fs(root: str) -> tuple[pafs.FileSystem, str]:
 
 def split_root(root: str, split: str) -> str:
     """``data.root`` + ``/train`` or ``/test`` (URIs keep their scheme). The test split is
-    ``test/``, or ``val/`` where there is no ``test/`` (ImageNet's layout, as converted)."""
+    ``test/``, or ``val/`` where there is no ``test/`` (ImageNet's layout, as converted: its official
+    val images are the test split, scored once; the validation split that runs select on is carved
+    from ``train/``, :mod:`cjepa.data.holdout`)."""
     if not root:
         raise DataError("data.dataset=parquet needs data.root=<dir or URI with train/ and test/ (or val/) shard "
                         "directories>; make one with `cjepa data convert SRC OUT`")

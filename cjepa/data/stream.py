@@ -45,24 +45,26 @@ _AUG_TAG = 0x5EED_A097
 
 
 class ShardSplit:
-    """One split: its manifest, classes and shards, optionally only its first ``limit`` rows
-    (``data.train_subset``: rows were shuffled at import, so a prefix is a class-mixed sample)."""
+    """One split: its manifest, classes and shards, optionally only the rows ``[first, first + limit)``
+    (``limit = 0``: to the end). Training reads the rows after the validation split (``first =
+    data.val_samples``, ``limit = data.train_subset``, :mod:`cjepa.data.holdout`); rows were shuffled
+    at import, so a contiguous range is a class-mixed sample."""
 
-    def __init__(self, root: str, limit: int = 0) -> None:
+    def __init__(self, root: str, limit: int = 0, first: int = 0) -> None:
         self.root = root
         self.fs, self._dir = resolve_fs(root)
         self.manifest = Manifest.from_json(self._read_text(MANIFEST), root)
         self.classes: dict[str, int] = json.loads(self._read_text(CLASSES))
         m = self.manifest
-        if limit > m.total:
-            raise DataError(f"data.train_subset={limit} exceeds the {m.total} images of {root}")
-        rows, left = [], limit or m.total
-        for s in m.shards:
-            rows.append(min(s.rows, left))
-            left -= rows[-1]
-        self.shard_rows = [r for r in rows if r > 0]
+        if first + limit > m.total or first >= max(m.total, 1):
+            raise DataError(f"data.train_subset={limit} after data.val_samples={first} exceeds the {m.total} "
+                            f"images of {root}")
         self.offsets = np.concatenate([[0], np.cumsum([s.rows for s in m.shards])]).astype(np.int64)
-        self.num_rows = int(sum(self.shard_rows))
+        end = first + limit if limit else m.total
+        lo, hi = np.clip(self.offsets[:-1], first, end), np.clip(self.offsets[1:], first, end)
+        keep = hi > lo  # a shard's part inside the range: [lo, hi) in global rows
+        self.shard_ranges = [(int(a), int(b)) for a, b in zip(lo[keep], hi[keep])]
+        self.first, self.num_rows = first, end - first
         self.channels, self.mode = m.channels, ("L" if m.channels == 1 else "RGB")
         self.num_classes = m.num_classes
         self.reads = 0
@@ -139,7 +141,7 @@ class StreamSampler(Sampler):
 
     def lane_order(self, epoch: int) -> list[np.ndarray]:
         if epoch != self._epoch:
-            self._lanes = shard_order.lane_rows(self.split.shard_rows, self.seed, epoch, self.world_size,
+            self._lanes = shard_order.lane_rows(self.split.shard_ranges, self.seed, epoch, self.world_size,
                                                 self.lanes, self.window)
             self._epoch = epoch
         return self._lanes
@@ -260,14 +262,15 @@ class ShardStream(Dataset):
 
 def eval_images(split: ShardSplit, count: int, img_size: int, crop_pct: float | None = None) -> tuple[torch.Tensor,
                                                                                                      torch.Tensor]:
-    """The first ``count`` images of a split as (n, C, S, S) uint8 evaluation views, and their labels,
-    read shard by shard in order. ``crop_pct=None``: images of one size are resized whole (as the
-    in-memory sets), images of many sizes get ImageNet's centre crop (``decode.EVAL_CROP_PCT``)."""
+    """The first ``count`` images of a split's range (from ``split.first``) as (n, C, S, S) uint8
+    evaluation views, and their labels, read shard by shard in order. ``crop_pct=None``: images of
+    one size are resized whole (as the in-memory sets), images of many sizes get ImageNet's centre
+    crop (``decode.EVAL_CROP_PCT``)."""
     if crop_pct is None:
         crop_pct = 1.0 if split.manifest.image_size is not None else 0.875
-    count = min(count, split.manifest.total)
+    count = min(count, split.num_rows)
     cache = ShardWindowCache(split, 1)
-    encoded, labels = cache.rows(np.arange(count))
+    encoded, labels = cache.rows(split.first + np.arange(count))
     views = np.stack([eval_crop(b, img_size, split.mode, crop_pct) for b in encoded]) if count else \
         np.zeros((0, img_size, img_size), np.uint8)
     t = torch.from_numpy(views)

@@ -1,9 +1,11 @@
-"""Per-epoch evaluation of a run: kNN, linear probe and collapse telemetry.
+"""Evaluation of a run: kNN, linear probe and collapse telemetry, per epoch on the validation
+split and once, at the end, on the test split.
 
-Prepares the evaluation subsets once (deterministic: the first ``eval.train_samples`` of a
-seed-0 permutation of the train split, the first ``eval.test_samples`` of the test split) and
-the raw-pixel baseline once per dataset (cached on disk), then scores frozen, average-pooled
-features of the target and context encoders every ``eval.every`` epochs.
+The sets (:mod:`cjepa.engine.eval_sets`) are prepared once; so are the raw-pixel and the
+random-initialised encoder's baselines (cached on disk, keyed on the images' ids and every
+setting). Every ``eval.every`` epochs frozen, pooled features of the target and context encoders
+are scored on the validation queries: these are the curves and the numbers every study selects
+on. :meth:`Evaluator.evaluate_test` scores the test queries once, at the last epoch (``test_*``).
 
 Cost: the forward passes are ~95 % of an evaluation, the probes and collapse figures the rest.
 They run ``eval.batch_size`` images at a time (128: faster on CPU than 512, same fp32 features)
@@ -14,14 +16,16 @@ study's evaluation takes 1.8x less CPU and no probe moves beyond noise, docs/ben
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from cjepa.config import Config
-from cjepa.data import eval_view, load_split
+from cjepa.data import eval_view
 from cjepa.data.build import normalization
+from cjepa.engine.eval_sets import EvalImages, cache_key, data_identity, eval_images, query_split
 from cjepa.engine.precision import eval_autocast
 from cjepa.eval import (
     cached_scores,
@@ -34,27 +38,21 @@ from cjepa.eval import (
 )
 from cjepa.masks import MultiBlockMaskGenerator
 from cjepa.method import CJEPA
-from cjepa.metrics import baseline_name, probe_name
+from cjepa.metrics import baseline_name, probe_name, test_name
 
 PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
 
 
-def _eval_sets(cfg: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images, labels) of the kNN bank / probe training set and of the test set.
+@dataclass
+class ProbeSets:
+    """Normalised bank and queries, with the key prefix of their cached baselines."""
 
-    In-memory sets: the first ``eval.train_samples`` of a seed-0 permutation of the train split.
-    Parquet shards: the split's first rows (shuffled across classes at import), read shard by
-    shard: a permutation of a large split would read every shard for a few thousand images."""
-    ev, img = cfg.eval, cfg.model.img_size
-    if cfg.data.dataset == "parquet":
-        from cjepa.data.shards import split_root
-        from cjepa.data.stream import ShardSplit, eval_images
-
-        return tuple(eval_images(ShardSplit(split_root(cfg.data.root, s)), n, img)  # type: ignore[return-value]
-                     for s, n in (("train", ev.train_samples), ("test", ev.test_samples)))
-    train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
-    idx = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))[: ev.train_samples]
-    return (train.images[idx], train.labels[idx]), (test.images[: ev.test_samples], test.labels[: ev.test_samples])
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor  # the queries: validation (per epoch) or test (at the end)
+    test_y: torch.Tensor
+    bank: EvalImages
+    query: EvalImages
 
 
 class Evaluator:
@@ -63,62 +61,81 @@ class Evaluator:
         self.device = device
         ev, m = cfg.eval, cfg.model
         self.autocast_dtype = eval_autocast(ev.precision, device, autocast_dtype)
-        mean, std = normalization(cfg.data)
-        (train_u8, self.train_y), (test_u8, self.test_y) = _eval_sets(cfg)
-        self.train_x = eval_view(train_u8, m.img_size, mean, std, m.in_chans)
-        self.test_x = eval_view(test_u8, m.img_size, mean, std, m.in_chans)
-        check_knn_bank(ev.knn_k, len(self.train_y), cfg.data.dataset)  # a split smaller than eval.train_samples
-        self.baseline: dict[str, float] = {}
-        key = (f"{cfg.data.dataset}:{cfg.data.root}:train{len(self.train_y)}:test{len(self.test_y)}:img{m.img_size}"
-               f":k{ev.knn_k}:T{ev.knn_temperature}:lin{ev.linear_epochs}")
-        if cfg.data.dataset == "parquet":  # the bank is the split's prefix since the shard stream (not a permutation)
-            key += ":bank=prefix"
-        cache = Path(cfg.data.cache_dir).expanduser() / "raw_baselines.json"
-        if ev.raw_baseline:
-            self.baseline = raw_pixel_baseline(self.train_x, self.train_y, self.test_x, self.test_y,
-                                               k=ev.knn_k, temperature=ev.knn_temperature,
-                                               linear_epochs=ev.linear_epochs, cache_file=cache,
-                                               cache_key=key)
-        if ev.random_baseline:
-            self.baseline.update(self._random_init_scores(cache, key))
+        self.mean, self.std = normalization(cfg.data)
+        self.identity = data_identity(cfg)
+        self._bank = eval_images(cfg, "bank")
+        check_knn_bank(ev.knn_k, len(self._bank.labels), cfg.data.dataset)  # a split smaller than the bank
+        self.split = query_split(cfg)
+        self.sets = self._probe_sets(eval_images(cfg, self.split))
+        self.train_x, self.train_y, self.test_x, self.test_y = (self.sets.train_x, self.sets.train_y,
+                                                                self.sets.test_x, self.sets.test_y)
+        self.baseline = self._baselines(self.sets)
         mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
         self.pred_masks = mask_gen(min(PRED_PROBE_IMAGES, len(self.test_y)), 0)  # fixed: drawn once
+
+    def _probe_sets(self, query: EvalImages) -> ProbeSets:
+        m = self.cfg.model
+
+        def view(u8: torch.Tensor) -> torch.Tensor:
+            return eval_view(u8, m.img_size, self.mean, self.std, m.in_chans)
+
+        return ProbeSets(view(self._bank.images), self._bank.labels, view(query.images), query.labels,
+                         self._bank, query)
+
+    def _cache(self) -> Path:
+        return Path(self.cfg.data.cache_dir).expanduser() / "raw_baselines.json"
+
+    def _key(self, kind: str, sets: ProbeSets, **settings: object) -> str:
+        ev = self.cfg.eval
+        probe = {"k": ev.knn_k, "T": ev.knn_temperature, "lin_epochs": ev.linear_epochs, "lin_lr": ev.linear_lr,
+                 "seed": self.cfg.run.seed}
+        return cache_key(kind, self.cfg, sets.bank, sets.query, self.identity, {**probe, **settings})
+
+    def _baselines(self, sets: ProbeSets) -> dict[str, float]:
+        """Raw pixels and the random-initialised encoder on these sets (cached)."""
+        ev, out = self.cfg.eval, {}
+        if ev.raw_baseline:
+            out = raw_pixel_baseline(sets.train_x, sets.train_y, sets.test_x, sets.test_y, k=ev.knn_k,
+                                     temperature=ev.knn_temperature, linear_epochs=ev.linear_epochs,
+                                     lr=ev.linear_lr, seed=self.cfg.run.seed, cache_file=self._cache(),
+                                     cache_key=self._key("raw", sets))
+        if ev.random_baseline:
+            out.update(self._random_init_scores(sets))
+        return out
 
     def _features(self, encoder: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return extract_pooled(encoder, x, batch_size=self.cfg.eval.batch_size, device=self.device,
                               autocast_dtype=self.autocast_dtype, poolings=tuple(self.cfg.eval.poolings))
 
-    def score(self, encoder: nn.Module, name: str) -> dict[str, float]:
-        """kNN and linear probe per pooling (``mean`` unsuffixed), collapse metrics of the mean."""
-        ev = self.cfg.eval
-        train_f, test_f = self._features(encoder, self.train_x), self._features(encoder, self.test_x)
+    def score(self, encoder: nn.Module, name: str, sets: ProbeSets | None = None) -> dict[str, float]:
+        """kNN and linear probe per pooling (``mean`` unsuffixed), collapse metrics of the mean;
+        on the per-epoch sets unless ``sets`` are given."""
+        ev, sets = self.cfg.eval, sets or self.sets
+        train_f, test_f = self._features(encoder, sets.train_x), self._features(encoder, sets.test_x)
         out: dict[str, float] = {}
         for pooling in ev.poolings:
             tr, te = train_f[pooling], test_f[pooling]
-            out[probe_name("knn", name, pooling)] = knn_accuracy(tr, self.train_y, te, self.test_y, k=ev.knn_k,
+            out[probe_name("knn", name, pooling)] = knn_accuracy(tr, sets.train_y, te, sets.test_y, k=ev.knn_k,
                                                                  temperature=ev.knn_temperature)
             if ev.linear_epochs > 0:
-                probe = linear_probe_accuracy(tr, self.train_y, te, self.test_y, epochs=ev.linear_epochs,
+                probe = linear_probe_accuracy(tr, sets.train_y, te, sets.test_y, epochs=ev.linear_epochs,
                                               lr=ev.linear_lr, seed=self.cfg.run.seed)
                 out[probe_name("linear", name, pooling)] = probe["acc"]
         out.update(collapse_metrics(test_f["mean"], name))
         return out
 
-    def _random_init_scores(self, cache: Path, data_key: str) -> dict[str, float]:
+    def _random_init_scores(self, sets: ProbeSets) -> dict[str, float]:
         """kNN / linear probe of the encoder exactly as this run initialised it (same seed, same
         construction order as the trainer), so every curve can be read against "no training".
-        Cached like the raw-pixel baseline: it depends on the model config and seed, not the run."""
+        Cached like the raw-pixel baseline, keyed also on the model config, poolings and precision."""
         import json
 
         from cjepa.model import build_encoder
 
-        cfg = self.cfg
-        model_key = json.dumps(cfg.to_dict()["model"], sort_keys=True)
-        key = f"{data_key}:init:{model_key}:seed{cfg.run.seed}:pool{','.join(cfg.eval.poolings)}"
-        if self.autocast_dtype is not None:  # other features than fp32's; fp32 keeps its old key
-            key += f":{str(self.autocast_dtype).removeprefix('torch.')}"
-
-        ev = cfg.eval
+        cfg, ev = self.cfg, self.cfg.eval
+        dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
+        key = self._key("init", sets, model=json.dumps(cfg.to_dict()["model"], sort_keys=True),
+                        poolings=list(ev.poolings), precision=dtype)
         probes = [p for p in ("knn", "linear") if p == "knn" or ev.linear_epochs > 0]
         rename = {probe_name(p, "rand", pool): baseline_name("rand", p, pool) for p in probes for pool in ev.poolings}
 
@@ -126,12 +143,12 @@ class Evaluator:
             with torch.random.fork_rng(devices=[]):  # the run's own RNG stream is untouched
                 torch.manual_seed(cfg.run.seed)
                 encoder = build_encoder(cfg.model).to(self.device)  # drawn first, as in CJEPA
-            scores = self.score(encoder, "rand")
+            scores = self.score(encoder, "rand", sets)
             return {rename[k]: v for k, v in scores.items() if k in rename}
 
         names = tuple(rename.values())
         params = {"k": ev.knn_k, "temperature": ev.knn_temperature, "linear_epochs": ev.linear_epochs}
-        return cached_scores(cache, key, params, names, compute)
+        return cached_scores(self._cache(), key, params, names, compute)
 
     @torch.no_grad()
     def predictor_spread(self, model: CJEPA) -> dict[str, float]:
@@ -143,7 +160,7 @@ class Evaluator:
         model.encoder.eval()
         model.predictor.eval()
         masks = self.pred_masks
-        x = self.test_x[:len(masks.context)].to(self.device)
+        x = self.sets.test_x[:len(masks.context)].to(self.device)
         ctx_idx, tgt_idx = masks.context.to(self.device), masks.targets.to(self.device)
         pred = model.predictor(model.encoder(x, ctx_idx), ctx_idx, tgt_idx)
         model.encoder.train(modes[0])
@@ -151,10 +168,24 @@ class Evaluator:
         return collapse_metrics(pred.float().mean(dim=2).flatten(0, 1).cpu(), "pred")
 
     def evaluate(self, model: CJEPA) -> dict[str, float]:
-        """All evaluation metrics for one epoch (``model`` unwrapped from DDP)."""
+        """All evaluation metrics for one epoch (``model`` unwrapped from DDP), on the validation
+        split (the test split when ``data.val_samples = 0``)."""
         metrics = dict(self.baseline)
         for name in self.cfg.eval.encoders:
             metrics.update(self.score(model.target if name == "target" else model.encoder, name))
         metrics.update(self.predictor_spread(model))
         return metrics
 
+
+    def evaluate_test(self, model: CJEPA) -> dict[str, float]:
+        """The test split, scored once at the end of a run: ``test_knn_target``, ``test_raw_knn_acc``,
+        ... (probes and baselines; no collapse figures). Empty without a validation split (the
+        per-epoch numbers are the test split's then)."""
+        if self.split == "test":
+            return {}
+        sets = self._probe_sets(eval_images(self.cfg, "test"))
+        scores = self._baselines(sets)
+        for name in self.cfg.eval.encoders:
+            probes = self.score(model.target if name == "target" else model.encoder, name, sets)
+            scores.update({k: v for k, v in probes.items() if k.startswith(("knn_", "linear_"))})
+        return {test_name(k): v for k, v in scores.items()}

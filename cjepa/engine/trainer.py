@@ -199,9 +199,12 @@ def _epoch_metrics(run: _Run, meter: _EpochMeter, evaluator: Evaluator | None) -
     # training seconds x threads x processes, in CPU-minutes (evaluation excluded).
     run.extra["train_time_s"] = float(run.extra.get("train_time_s", 0.0)) + metrics["epoch_time_s"]
     metrics["train_cpu_min"] = run.extra["train_time_s"] * torch.get_num_threads() * run.world / 60.0
-    if evaluator is not None and (epoch % run.cfg.eval.every == 0 or run.step == run.sched.total_steps):
+    last = run.step == run.sched.total_steps
+    if evaluator is not None and (epoch % run.cfg.eval.every == 0 or last):
         t0 = time.perf_counter()
         metrics.update(evaluator.evaluate(unwrap(run.model)))
+        if last:  # the test split, once: the run's final number (never selected on)
+            metrics.update(evaluator.evaluate_test(unwrap(run.model)))
         metrics["eval_time_s"] = time.perf_counter() - t0
     return metrics
 

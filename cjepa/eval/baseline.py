@@ -7,7 +7,8 @@ once per dataset and cached in a small JSON file shared by every trial of a swee
 
 Cache format: ``{cache_key: {"raw_knn_acc", "raw_linear_acc", "k", "temperature",
 "linear_epochs"}}``. An entry is reused only when its k / temperature / epochs match the call;
-the caller's ``cache_key`` must identify the data (dataset, split sizes, seed). Writes go to a
+the caller's ``cache_key`` must identify the data: the evaluator's keys hash the images' ids and
+every setting (:func:`cjepa.engine.eval_sets.cache_key`). Writes go to a
 temporary file then ``os.replace``, so a reader never sees half a file even when parallel trials
 write at once (the last writer wins; a lost entry is merely recomputed). A corrupt or foreign file
 is ignored and rewritten instead of crashing an evaluation. :func:`cached_scores` is the same
@@ -37,22 +38,26 @@ def raw_pixel_baseline(
     k: int = 20,
     temperature: float = 0.07,
     linear_epochs: int = 100,
+    lr: float = 1e-2,
+    seed: int = 0,
     cache_file: str | Path | None = None,
     cache_key: str = "",
 ) -> dict[str, float]:
     """``{"raw_knn_acc", "raw_linear_acc"}`` of (N, ...) images flattened to (N, C*H*W).
 
     ``linear_epochs = 0`` skips the probe (``raw_linear_acc`` is NaN), matching
-    ``eval.linear_epochs = 0`` meaning "no probe".
+    ``eval.linear_epochs = 0`` meaning "no probe". ``lr`` and ``seed`` are the probe's, the same
+    as the encoders' (``eval.linear_lr``, ``run.seed``), so the two read-outs differ only in input.
     """
-    params = {"k": k, "temperature": temperature, "linear_epochs": linear_epochs}
+    params = {"k": k, "temperature": temperature, "linear_epochs": linear_epochs, "lr": lr, "seed": seed}
 
     def compute() -> dict[str, float]:
         tr = train_x.reshape(train_x.shape[0], -1).float()
         te = test_x.reshape(test_x.shape[0], -1).float()
         result = {"raw_knn_acc": knn_accuracy(tr, train_y, te, test_y, k=k, temperature=temperature)}
         if linear_epochs > 0:
-            result["raw_linear_acc"] = linear_probe_accuracy(tr, train_y, te, test_y, epochs=linear_epochs)["acc"]
+            result["raw_linear_acc"] = linear_probe_accuracy(tr, train_y, te, test_y, epochs=linear_epochs, lr=lr,
+                                                             seed=seed)["acc"]
         else:
             result["raw_linear_acc"] = math.nan
         return result

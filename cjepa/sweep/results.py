@@ -18,6 +18,7 @@ from typing import Any
 
 from cjepa.atomic import atomic_write
 from cjepa.errors import StudyError
+from cjepa.metrics import TEST_PREFIX
 from cjepa.sweep.note import NOTE_TAG, parent_note
 from cjepa.sweep.stats import format_summary, reference_rows, summarize
 from cjepa.sweep.stopper import read_stop_reasons
@@ -29,12 +30,15 @@ from cjepa.tracking.store import redact
 #: is still mostly its initialisation (momentum 0.996 -> 1 over ~100 steps keeps ~80 % of it),
 #: so differences between arms show in the context encoder first.
 SUMMARY_METRICS = ("knn_target", "linear_target", "knn_context", "linear_context")
+#: The same probes on the test split, scored once at the end of a completed trial (never selected on)
+TEST_SUMMARY_METRICS = tuple(TEST_PREFIX + m for m in SUMMARY_METRICS)
 #: Files that mean "this study has run here before" (tuner.pkl: Tune's restorable state).
 OUTPUT_FILES = ("study.json", "results.parquet", "summary.md", "tuner.pkl")
 #: Prefix of the typed config columns (``config.loss.beta_vicreg``); Tune's own are ``config/...``.
 CONFIG_PREFIX = "config."
 #: Columns that say which trial and epoch a row is, not what it measured.
-ID_COLUMNS = {"study", "arm", "seed", "trial_id", "mlflow_run_id", "status", "stop_reason", "epoch", "checkpoint_path"}
+ID_COLUMNS = {"study", "arm", "seed", "trial_id", "mlflow_run_id", "status", "stop_reason", "epoch", "checkpoint_path",
+              "eval_split"}
 _DROP = {"config", "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
          "time_since_restore", "iterations_since_restore", "done", "should_checkpoint", "experiment_tag"}
 
@@ -163,11 +167,14 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
             reason = stops.get(trial_id, "asha: below the rung cutoff" if study.scheduler == "asha" else "stopped")
         else:
             status, reason = "COMPLETED", ""
+        columns = config_columns(study, arm, settings, seed, study_dir, extra)
         common = {"study": study.name, "arm": arm, "seed": seed, "trial_id": trial_id,
                   "mlflow_run_id": ids.get((arm, str(seed)), ""), "status": status, "stop_reason": reason,
+                  # where the per-epoch probes read (the test_* columns: the test split, once)
+                  "eval_split": "val" if columns.get(CONFIG_PREFIX + "data.val_samples", 0) > 0 else "test",
                   **{f"factor.{k}": (v if isinstance(v, (int, float, bool, str)) else str(v))
                      for k, v in settings.items()},
-                  **config_columns(study, arm, settings, seed, study_dir, extra)}
+                  **columns}
         last_checkpoint = final_checkpoint(result, common[CONFIG_PREFIX + "run.output_dir"])
         for epoch in sorted(by_epoch) or [0]:
             rec = by_epoch.get(epoch, {})
@@ -208,16 +215,30 @@ def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
             final[key] = row
     finals = list(final.values())
     metrics = [m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in finals)] or [study.metric]
-    entries = summarize(finals, metrics, study.baseline) + reference_rows(finals, metrics)
-    table = format_summary(entries, metrics, study.baseline)
+    tests = [m for m in TEST_SUMMARY_METRICS if any(r.get(m) is not None for r in finals)]
     status = {s: sum(r["status"] == s for r in finals) for s in ("COMPLETED", "STOPPED", "ERROR")}
+    splits = sorted({str(r.get("eval_split") or "test") for r in finals})
     lines = [f"Study {study.name}: {len(finals)} trials "
              f"({', '.join(f'{n} {s.lower()}' for s, n in status.items() if n)}); "
-             f"final-epoch accuracy, mean ± 95 % CI over seeds, Δ = paired by seed", "", table]
-    if any(e.get("reference") for e in entries):
+             f"final-epoch accuracy, mean ± 95 % CI over seeds, Δ = paired by seed", "",
+             f"On the {' and '.join(SPLIT_WORDS.get(s, s) for s in splits)} (what every selection read):", "",
+             _table(finals, metrics, study)]
+    if tests:  # completed trials only: a stopped trial never reached its test score
+        lines += ["", "On the test split, scored once at the end of each completed trial (never selected on):", "",
+                  _table([r for r in finals if r.get(tests[0]) is not None], tests, study)]
+    if any(r.get(f"{p}_knn_acc") is not None for r in finals for p in ("raw", "rand")):
         lines += ["", "raw pixels: the probes on the pixels themselves; random-init encoder: the encoder exactly "
                   "as initialised (same seed); both on the same evaluation subsets."]
     return "\n".join(lines)
+
+
+SPLIT_WORDS = {"val": "validation split (held out of the training images, never trained on)",
+               "test": "test split (no validation split: data.val_samples=0)"}
+
+
+def _table(finals: list[dict[str, Any]], metrics: list[str], study: Study) -> str:
+    entries = summarize(finals, metrics, study.baseline) + reference_rows(finals, metrics)
+    return format_summary(entries, metrics, study.baseline)
 
 
 def existing_outputs(study_dir: str | Path) -> list[str]:

@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from cjepa.metrics import TEST_PREFIX
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -80,10 +82,13 @@ REFERENCES = (("raw pixels", "raw"), ("random-init encoder", "rand"))
 
 
 def reference_key(prefix: str, metric: str) -> str:
-    """``knn_target`` -> ``rand_knn_acc``; ``linear_context_grid2`` -> ``rand_linear_acc_grid2``.
+    """``knn_target`` -> ``rand_knn_acc``; ``linear_context_grid2`` -> ``rand_linear_acc_grid2``;
+    the test split's ``test_knn_target`` -> ``test_rand_knn_acc``.
 
     The references have no target/context split: at initialisation both encoders are the same
     network, and raw pixels have none, so one number serves both columns."""
+    if metric.startswith(TEST_PREFIX):
+        return TEST_PREFIX + reference_key(prefix, metric.removeprefix(TEST_PREFIX))
     kind, _, rest = metric.partition("_")
     suffix = rest.partition("_")[2]
     return f"{prefix}_{kind}_acc" + (f"_{suffix}" if suffix else "")

@@ -18,7 +18,7 @@ from typing import Any
 
 from cjepa.config import Config, check_data_source, load_config, set_value
 from cjepa.errors import ConfigError
-from cjepa.metrics import reported_metrics
+from cjepa.metrics import TEST_PREFIX, final_metrics, reported_metrics, split_of
 
 SEARCHES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
@@ -188,15 +188,24 @@ def _check_space(study: Study, extra: list[str] | None, where: str) -> None:
 
 
 def _check_metrics(study: Study, cfg: Config, where: str) -> None:
-    """The metric a scheduler, searcher or stopper reads must be one this config reports."""
+    """The metric a scheduler, searcher or stopper reads must be one this config reports, every
+    evaluated epoch, and must not be read from the test split: a study that selects on test
+    reports a maximum over test noise, not an estimate (docs/architecture.md, "Validation split")."""
     if not (study.scheduler == "asha" or study.collapse_std > 0 or study.search == "optuna"):
         return
     known = reported_metrics(cfg)
     needed = [study.metric] + (["target_std_mean_normalized"] if study.collapse_std > 0 else [])
     for metric in needed:
+        if metric in final_metrics(cfg):
+            raise ConfigError(f"{where}: metric {metric!r} is the test split's, scored once at the end of a run; "
+                              f"a study selects on the validation split: use {metric.removeprefix(TEST_PREFIX)!r}")
         if metric not in known:
             raise ConfigError(f"{where}: metric {metric!r} is never reported with this "
                               f"config (eval.every={cfg.eval.every}); reported: {', '.join(sorted(known))}")
+        if split_of(cfg, metric) == "test":
+            raise ConfigError(f"{where}: metric {metric!r} would be read from the test split (data.val_samples=0): "
+                              "a study that selects (ASHA, Optuna, the collapse stopper) needs a validation split; "
+                              "set data.val_samples > 0")
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

@@ -12,6 +12,7 @@ import torch
 
 from cjepa.config import DataConfig
 from cjepa.data import dataset_stats, datasets, load_split, read_idx
+from cjepa.data.datasets import load_raw_split
 from cjepa.data.idx import IMAGES_MAGIC, LABELS_MAGIC, write_idx
 from cjepa.errors import DataError
 
@@ -90,7 +91,7 @@ def test_download_verifies_and_renames(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(datasets, "FASHION_MD5", md5)
     # the first mirror is dead: the second one must be used
     monkeypatch.setattr(datasets, "FASHION_URLS", ((tmp_path / "dead").as_uri() + "/", src.as_uri() + "/"))
-    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), download=True)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), download=True, val_samples=0)
     data = load_split(cfg, "train")
     assert data.images.shape == (5, 1, 28, 28) and data.labels.tolist() == [0, 1, 2, 3, 4]
     assert sorted(p.name for p in (tmp_path / "cache" / "fashion-mnist").iterdir()) == sorted(md5)
@@ -112,7 +113,7 @@ def test_download_rejects_bad_checksum(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_real_fashion_mnist() -> None:
     cfg = DataConfig()
-    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    train, test = load_raw_split(cfg, "train"), load_split(cfg, "test")
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
     assert train.num_classes == 10 and train.name == "fashion_mnist"
@@ -128,7 +129,7 @@ def test_real_fashion_mnist() -> None:
 
 
 def test_digits_split_and_stats() -> None:
-    cfg = DataConfig(dataset="digits")
+    cfg = DataConfig(dataset="digits", val_samples=0)
     train, test = load_split(cfg, "train"), load_split(cfg, "test")
     assert train.images.shape == (1500, 1, 8, 8) and test.images.shape == (297, 1, 8, 8)
     assert train.images.dtype == torch.uint8 and int(train.images.max()) == 255
@@ -143,17 +144,41 @@ def test_digits_split_and_stats() -> None:
 
 
 def test_train_subset() -> None:
-    full = load_split(DataConfig(dataset="digits"), "train")
-    sub = load_split(DataConfig(dataset="digits", train_subset=100), "train")
+    """Without a validation split, the subset is the first n of a seed-0 permutation (as it always was)."""
+    full = load_split(DataConfig(dataset="digits", val_samples=0), "train")
+    sub = load_split(DataConfig(dataset="digits", train_subset=100, val_samples=0), "train")
     keep = torch.randperm(1500, generator=torch.Generator().manual_seed(0))[:100]
     assert torch.equal(sub.images, full.images[keep]) and torch.equal(sub.labels, full.labels[keep])
-    assert len(load_split(DataConfig(dataset="digits", train_subset=100), "test")) == 297
+    assert len(load_split(DataConfig(dataset="digits", train_subset=100, val_samples=0), "test")) == 297
     with pytest.raises(DataError, match="data.train_subset=2000"):
-        load_split(DataConfig(dataset="digits", train_subset=2000), "train")
+        load_split(DataConfig(dataset="digits", train_subset=2000, val_samples=0), "train")
+
+
+def test_validation_split_is_held_out_of_training_and_apart_from_test() -> None:
+    """val = the first 300 of a data.val_seed permutation of the stored train split; train = the rest
+    (in the split's order), never overlapping; test untouched; the same images on every call."""
+    whole = load_raw_split(DataConfig(dataset="digits"), "train")
+    cfg = DataConfig(dataset="digits", val_samples=300)
+    train, val, test = (load_split(cfg, s) for s in ("train", "val", "test"))
+    perm = torch.randperm(1500, generator=torch.Generator().manual_seed(0))
+    assert (len(train), len(val), len(test)) == (1200, 300, 297)
+    assert torch.equal(val.images, whole.images[perm[:300]]) and torch.equal(val.labels, whole.labels[perm[:300]])
+    assert torch.equal(train.images, whole.images[perm[300:].sort().values])
+    val_rows = {bytes(r) for r in val.images.flatten(1).numpy()}
+    assert len(val_rows & {bytes(r) for r in train.images.flatten(1).numpy()}) <= 3  # digits repeats a few
+    other = load_split(DataConfig(dataset="digits", val_samples=300, val_seed=1), "val")
+    assert not torch.equal(other.labels, val.labels)
+    # a subset is drawn from the rest, never from val
+    sub = load_split(DataConfig(dataset="digits", val_samples=300, train_subset=1200), "train")
+    assert sorted(sub.labels.tolist()) == sorted(train.labels.tolist())
+    with pytest.raises(DataError, match=r"data.train_subset=1201 exceeds the 1200 training images"):
+        load_split(DataConfig(dataset="digits", val_samples=300, train_subset=1201), "train")
+    with pytest.raises(DataError, match=r"data.val_samples=1500 leaves no training image"):
+        load_split(DataConfig(dataset="digits", val_samples=1500), "val")
 
 
 def test_unknown_split_and_stats() -> None:
-    with pytest.raises(DataError, match="unknown split 'val'"):
-        load_split(DataConfig(dataset="digits"), "val")
+    with pytest.raises(DataError, match="unknown split 'valid'"):
+        load_split(DataConfig(dataset="digits"), "valid")
     with pytest.raises(DataError, match="imagenet"):
         dataset_stats("imagenet")

@@ -20,6 +20,7 @@ from cjepa.cli import main
 from cjepa.config import DataConfig, load_config
 from cjepa.data import LabeledImages, StepBatchDataset, StepBatchSampler, build_loader, load_split
 from cjepa.data.convert import MANIFEST, convert_image_folder, write_shard
+from cjepa.data.datasets import load_raw_split
 from cjepa.data.shards import ParquetImages
 from cjepa.errors import DataError
 from tests.conftest import tiny_overrides
@@ -188,11 +189,14 @@ def test_cli_convert_builtin_then_train_a_few_steps(tmp_path: Path, capsys) -> N
     assert "data.dataset=parquet" in capsys.readouterr().out
     assert main(["data", "convert", "builtin:digits", str(root)]) == 2  # refuses to overwrite silently
     assert "--overwrite" in capsys.readouterr().err
-    ref, pq_cfg = DataConfig(dataset="digits"), DataConfig(dataset="parquet", root=str(root), train_subset=300)
+    ref = DataConfig(dataset="digits", val_samples=0)
     assert torch.equal(load_split(ref, "test").images, load_split(DataConfig(dataset="parquet", root=str(root)),
                                                                       "test").images[:])  # same order, lossless
-    sub = load_split(pq_cfg, "train")
-    assert torch.equal(sub.images[:], load_split(DataConfig(dataset="digits", train_subset=300), "train").images)
+    # Parquet's validation split is the train split's first rows, training reads the rows after it
+    whole = load_raw_split(ref, "train").images
+    pq_cfg = DataConfig(dataset="parquet", root=str(root), val_samples=200, train_subset=300)
+    assert torch.equal(load_split(pq_cfg, "val").images[:], whole[:200])
+    assert torch.equal(load_split(pq_cfg, "train").images[:], whole[200:500])
 
     from cjepa.engine import train
 

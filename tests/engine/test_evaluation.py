@@ -35,7 +35,8 @@ def test_random_init_baseline_is_cached_per_seed(tmp_path: Path) -> None:
     c = train(load_config(None, tiny_overrides(tmp_path / "c", *EVAL, "run.seed=1"))).history[-1]
     assert a["rand_knn_acc"] == b["rand_knn_acc"] and a["rand_knn_acc_grid2"] == b["rand_knn_acc_grid2"]
     cache = json.loads((tmp_path / "cache" / "raw_baselines.json").read_text())
-    assert sum(":init:" in key for key in cache) == 2  # seeds 0 and 1: other weights, other entry
+    assert sum(key.startswith("init:") for key in cache) == 2  # seeds 0 and 1: other weights, other entry
+    assert sum(key.startswith("raw:") for key in cache) == 2  # the pixels' probe runs under the run's seed too
     assert c["rand_linear_acc"] != a["rand_linear_acc"] or c["rand_knn_acc"] != a["rand_knn_acc"]
 
 

@@ -49,7 +49,8 @@ def test_changed_parameters_recompute(digits: tuple[torch.Tensor, ...], tmp_path
     cache = tmp_path / "b.json"
     xtr, ytr, xte, yte = digits
     cache.write_text(json.dumps({"d": {"raw_knn_acc": 0.123, "raw_linear_acc": 0.456, "k": 20,
-                                       "temperature": 0.07, "linear_epochs": 5}}))
+                                       "temperature": 0.07, "linear_epochs": 5, "lr": 0.01,
+                                       "seed": 0}}))
     assert raw_pixel_baseline(*digits, linear_epochs=5, cache_file=cache, cache_key="d") == {
         "raw_knn_acc": 0.123, "raw_linear_acc": 0.456}
     fresh = raw_pixel_baseline(*digits, k=5, linear_epochs=5, cache_file=cache, cache_key="d")

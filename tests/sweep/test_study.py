@@ -39,6 +39,11 @@ def test_grid_arms_and_trial_config():
     ({"baseline": "nope"}, ["baseline 'nope'", "beta_vicreg=0.0"]),
     ({"scheduler": "asha", "metric": "knn_targett"}, ["knn_targett", "never reported"]),
     ({"scheduler": "asha", "overrides": ("eval.every=0",)}, ["knn_target", "never reported", "eval.every=0"]),
+    ({"scheduler": "asha", "metric": "test_knn_target"}, ["test split's", "scored once", "use 'knn_target'"]),
+    ({"scheduler": "asha", "overrides": ("data.val_samples=0",)}, ["test split", "data.val_samples > 0"]),
+    ({"collapse_std": 0.1, "overrides": ("data.val_samples=0",)}, ["test split", "the collapse stopper"]),
+    ({"search": "optuna", "factors": {}, "space": {"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)},
+      "overrides": ("data.val_samples=0",)}, ["'knn_target' would be read from the test split"]),
     ({"scheduler": "hyperband"}, ["scheduler"]),
     ({"search": "optuna", "factors": {}}, ["optuna needs a space"]),
     ({"search": "optuna", "factors": {}, "space": {"loss.beta_vicreg": Space("loguniform", 0.0, 1.0)}},
@@ -76,7 +81,7 @@ def test_every_study_script_is_valid(script, full, shards_root):
     spec.loader.exec_module(module)
     study = module.make_study(full)
     base = load_config(resolve_base(study.base))
-    extra = [f"data.root={shards_root}"] if full and base.data.dataset == "parquet" else []
+    extra = [f"data.root={shards_root}", "data.val_samples=200"] if full and base.data.dataset == "parquet" else []
     if extra:  # without shards, the paper-scale study is refused in one line before Ray starts
         with pytest.raises(ConfigError, match="data.dataset=parquet needs data.root"):
             validate_study(study)
@@ -84,6 +89,20 @@ def test_every_study_script_is_valid(script, full, shards_root):
     assert arms and study.name.endswith("_full") == full
     if study.search == "grid":
         assert study.baseline in arms
+
+
+def test_every_selecting_study_script_selects_on_the_validation_split():
+    """What Optuna, ASHA and the stopper read in each script is a validation-split metric."""
+    from cjepa.metrics import split_of
+
+    for script in SWEEPS:
+        spec = importlib.util.spec_from_file_location(script.stem, script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        study = module.make_study(False)
+        if study.scheduler == "asha" or study.search == "optuna" or study.collapse_std > 0:
+            cfg = trial_config(study, {}, study.seeds[0])
+            assert split_of(cfg, study.metric) == "val" and cfg.data.val_samples > 0, script.stem
 
 
 def test_list_valued_choices_travel_as_indices():
