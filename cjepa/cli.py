@@ -204,6 +204,9 @@ def make_parser(data_options: bool = True) -> argparse.ArgumentParser:
         add_data_parser(sub)
     else:
         sub.add_parser("data", help=DATA_HELP)
+    from cjepa.eval_command import add_eval_parser  # `cjepa eval` (torch, Ray, MLflow only when it runs)
+
+    add_eval_parser(sub)
     from dashboards.cli import add_report_parser  # `cjepa report` (heavy imports only when it runs)
     add_report_parser(sub)
     return parser

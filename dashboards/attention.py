@@ -40,21 +40,10 @@ class Trial:
 
 
 def load_trial(arm: str, seed: int, path: Path) -> Trial:
-    from cjepa.config import from_dict
-    from cjepa.engine.checkpoint import load_checkpoint
-    from cjepa.model import build_encoder
+    from cjepa.engine.trained import load_trained
 
-    state = load_checkpoint(path)
-    cfg = from_dict(state["config"])
-    m = cfg.model
-
-    def encoder(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
-        enc = build_encoder(m)
-        enc.load_state_dict(weights)
-        return enc.eval()
-
-    online = {k.removeprefix("encoder."): v for k, v in state["online"].items() if k.startswith("encoder.")}
-    return Trial(arm, seed, cfg, encoder(state["target"]), encoder(online))
+    run = load_trained(path)
+    return Trial(arm, seed, run.cfg, run.target, run.context)
 
 
 def trial_config(data: StudyData, arm: str) -> dict[str, Any] | None:

@@ -24,15 +24,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         for file, values in _yaml_chain(Path(path)):
             apply_dict(cfg, values, source=str(file))
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.beta_vicreg=0.01")
-        set_value(cfg, key.strip(), _parse_scalar(raw), source="override")
+    apply_overrides(cfg, overrides or [])
     for key, value in (settings or {}).items():
         set_value(cfg, key, value, source=source)
     validate(cfg)
     return cfg
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> None:
+    """``key=value`` texts (a command line's), parsed as YAML scalars and set with type checks."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.beta_vicreg=0.01")
+        set_value(cfg, key.strip(), _parse_scalar(raw), source="override")
 
 
 def from_dict(values: dict[str, Any]) -> Config:

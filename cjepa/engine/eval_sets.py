@@ -47,37 +47,66 @@ def query_split(cfg: Config) -> str:
     return "val" if cfg.data.val_samples > 0 else "test"
 
 
-def eval_images(cfg: Config, which: str) -> EvalImages:
-    """The ``bank``, ``val`` or ``test`` images of ``cfg`` (module docstring)."""
+def eval_images(cfg: Config, which: str, lo: int = 0, hi: int | None = None) -> EvalImages:
+    """Images ``[lo, hi)`` of the ``bank``, ``train`` (every image the run trains on: ``cjepa eval``'s
+    whole-split bank), ``val`` or ``test`` set of ``cfg`` (module docstring). A slice lets workers
+    each read their own part of a large set (:mod:`cjepa.distributed.eval_ray`)."""
     if cfg.data.dataset == "parquet":
-        return _shard_images(cfg, which)
+        return _shard_images(cfg, which, lo, hi)
+    d = cfg.data
+    stored = load_raw_split(d, "test" if which == "test" else "train")
+    ids = _memory_ids(cfg, which, len(stored))[lo:hi]
+    return EvalImages(stored.images[ids], stored.labels[ids], ids.numpy(), which)
+
+
+def set_size(cfg: Config, which: str) -> int:
+    """How many images :func:`eval_images` gives for ``which`` (without reading them)."""
+    if cfg.data.dataset == "parquet":
+        return _shard_range(cfg, which)[1]
+    from cjepa.config.validation import BUILTIN_TRAIN_IMAGES
+    from cjepa.data.datasets import DIGITS_TRAIN
+
+    total = {"fashion_mnist": (BUILTIN_TRAIN_IMAGES["fashion_mnist"], 10000),
+             "digits": (DIGITS_TRAIN, 1797 - DIGITS_TRAIN)}[cfg.data.dataset]
+    return len(_memory_ids(cfg, which, total[1] if which == "test" else total[0]))
+
+
+def _memory_ids(cfg: Config, which: str, stored: int) -> torch.Tensor:
     d, ev = cfg.data, cfg.eval
     if which == "test":
-        test = load_raw_split(d, "test")
-        n = min(ev.test_samples, len(test))
-        return EvalImages(test.images[:n], test.labels[:n], np.arange(n), "test")
-    train = load_raw_split(d, "train")
-    ids = holdout.memory_indices(d, len(train), "train" if which == "bank" else "val")
+        return torch.arange(min(ev.test_samples, stored))
+    ids = holdout.memory_indices(d, stored, "val" if which == "val" else "train")
     if which == "bank":
         ids = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(0))[: ev.train_samples]]
-    return EvalImages(train.images[ids], train.labels[ids], ids.numpy(), which)
+    return ids
 
 
-def _shard_images(cfg: Config, which: str) -> EvalImages:
+def _shard_range(cfg: Config, which: str) -> tuple[str, int, int]:
+    """(stored split, first row, rows) of a Parquet evaluation set."""
+    from cjepa.data.shards import split_root
+    from cjepa.data.stream import ShardSplit
+
+    d, ev = cfg.data, cfg.eval
+    if which == "test":
+        root = split_root(d.root, "test")
+        return root, 0, min(ev.test_samples, ShardSplit(root).num_rows)
+    root = split_root(d.root, "train")
+    if which == "val":
+        return root, 0, d.val_samples
+    rows = ShardSplit(root, limit=d.train_subset, first=d.val_samples).num_rows
+    return root, d.val_samples, rows if which == "train" else min(ev.train_samples, rows)
+
+
+def _shard_images(cfg: Config, which: str, lo: int, hi: int | None) -> EvalImages:
     """Parquet: contiguous rows, read shard by shard (a permutation of a large split would read
     every shard for a few thousand images)."""
-    from cjepa.data.shards import split_root
     from cjepa.data.stream import ShardSplit
     from cjepa.data.stream import eval_images as read_views
 
-    d, ev, size = cfg.data, cfg.eval, cfg.model.img_size
-    if which == "test":
-        split, n = ShardSplit(split_root(d.root, "test")), ev.test_samples
-    elif which == "val":
-        split, n = ShardSplit(split_root(d.root, "train"), limit=d.val_samples), d.val_samples
-    else:
-        split, n = ShardSplit(split_root(d.root, "train"), limit=d.train_subset, first=d.val_samples), ev.train_samples
-    images, labels = read_views(split, n, size)
+    root, first, n = _shard_range(cfg, which)
+    hi = n if hi is None else min(hi, n)
+    split = ShardSplit(root, limit=max(hi - lo, 1), first=first + lo)
+    images, labels = read_views(split, hi - lo, cfg.model.img_size)
     return EvalImages(images, labels, split.first + np.arange(len(labels)), which)
 
 

@@ -1,0 +1,77 @@
+"""One way into a trained model: a checkpoint (or a run directory) -> its config and encoders.
+
+dinov2 has one ``build_model_for_eval``; here the checkpoint's layout (``online`` holds the
+encoder under ``encoder.``, ``target`` is the EMA encoder) is read in this one place, for
+``cjepa eval``, the report's attention figures and anything else that evaluates a finished run.
+Loads with ``weights_only=True`` (:func:`cjepa.engine.checkpoint.load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cjepa.config import Config, from_dict
+from cjepa.engine.checkpoint import load_checkpoint
+from cjepa.errors import CheckpointError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Trained:
+    """A finished (or stopped) run: its resolved config, both encoders in eval mode, on CPU."""
+
+    path: Path
+    cfg: Config
+    target: nn.Module
+    context: nn.Module
+    step: int
+    epoch: int
+
+    def encoder(self, name: str) -> nn.Module:
+        """``target`` (the EMA encoder, the paper's) or ``context`` (the online one)."""
+        return self.target if name == "target" else self.context
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or the ``checkpoint.pt`` inside a run directory."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p}: not found; expected a checkpoint file or a run directory holding "
+                              f"{CHECKPOINT}")
+    return p
+
+
+def saved_config(state: dict[str, Any]) -> Config:
+    """The run's config. A checkpoint written before ``data.val_samples`` existed trained on the whole
+    training split: it reads as ``val_samples = 0``, not as today's default."""
+    values = {section: dict(v) for section, v in state["config"].items()}
+    values.setdefault("data", {}).setdefault("val_samples", 0)
+    return from_dict(values)
+
+
+def encoder_weights(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(target, online encoder) state dicts of a checkpoint."""
+    online = {k.removeprefix("encoder."): v for k, v in state["online"].items() if k.startswith("encoder.")}
+    return state["target"], online
+
+
+def load_trained(path: str | Path) -> Trained:
+    """The run at ``path`` (a checkpoint or its run directory), ready to evaluate."""
+    from cjepa.model import build_encoder
+
+    file = checkpoint_path(path)
+    state = load_checkpoint(file)
+    cfg = saved_config(state)
+    encoders = []
+    for weights in encoder_weights(state):
+        enc = build_encoder(cfg.model)
+        enc.load_state_dict(weights)
+        encoders.append(enc.eval())
+    return Trained(file, cfg, encoders[0], encoders[1], int(state["step"]), int(state["epoch"]))
