@@ -12,13 +12,20 @@ and would count attention as 0); fp32 (autocast does not change the count). What
 ``steps`` training steps (forward of context encoder, predictor, target encoder
 and regulariser, backward, AdamW, EMA; the context length varies with the mask, so several steps
 are averaged) times the epoch's steps; and one ``Evaluator.evaluate`` (pooled features of each
-``eval.encoders`` entry on ``eval.train_samples`` + ``eval.test_samples`` images, the predictor
+``eval.encoders`` entry on ``eval.train_samples`` + ``data.val_samples`` images, the predictor
 spread; kNN and the linear probe are small matmuls on pooled features and are counted too).
 The raw-pixel and random-init baselines are cached on disk and not part of a trial's epoch.
 
     python bench/eval_flops.py                                         # the quick preset
     python bench/eval_flops.py -c configs/cjepa_fmnist_cpu.yaml
     python bench/eval_flops.py -- eval.encoders=[target]               # what a protocol change implies
+    python bench/eval_flops.py -c configs/cjepa_vit_b16.yaml --train-images 1271167 -- optim.batch_size=2
+
+``--train-images N`` simulates a data set of N training images without reading one (the 224 px
+presets need ImageNet's shards): a training epoch is N x the FLOPs per image of ``--steps`` random
+batches (of the override's small batch: FLOPs per image do not depend on it), and an evaluation is
+one encoder forward per image x (``eval.train_samples`` + ``data.val_samples``) x encoders (the
+per-epoch protocol; probes on pooled features are negligible at this size).
 """
 
 from __future__ import annotations
@@ -63,12 +70,13 @@ def counted_model(cfg: Config) -> CJEPA:
     return model
 
 
-def train_epoch_flops(cfg: Config, steps: int) -> tuple[float, int]:
-    """(FLOPs of one training epoch, steps per epoch), averaged over the first ``steps`` batches."""
+def train_epoch_flops(cfg: Config, steps: int, images: int = 0) -> tuple[float, int]:
+    """(FLOPs of one training epoch, steps per epoch), averaged over the first ``steps`` batches;
+    ``images > 0``: an epoch of that many images (simulated, no data read)."""
     model = counted_model(cfg)
     optimizer = build_optimizer(model, cfg.optim)
-    per_epoch = StepBatchSampler(len(load_split(cfg.data, "train").labels), cfg.optim.batch_size,
-                                 cfg.run.seed).steps_per_epoch
+    n = images or len(load_split(cfg.data, "train").labels)
+    per_epoch = StepBatchSampler(n, cfg.optim.batch_size, cfg.run.seed).steps_per_epoch
     total = 0
     for i, b in enumerate(make_batches(cfg, cfg.optim.batch_size, steps, "random", cfg.run.seed)):
         batch = {"step": i, "images": b.images, "images2": b.images2,
@@ -87,10 +95,20 @@ def evaluation_flops(cfg: Config) -> float:
     return float(flops(lambda: evaluator.evaluate(model)))
 
 
+def simulated_evaluation_flops(cfg: Config) -> float:
+    """One per-epoch evaluation without data: forward FLOPs of one image x its images x encoders."""
+    model = counted_model(cfg)
+    x = torch.randn(1, cfg.model.in_chans, cfg.model.img_size, cfg.model.img_size)
+    per_image = flops(lambda: model.target(x))
+    return float(per_image * (cfg.eval.train_samples + cfg.data.val_samples) * len(cfg.eval.encoders))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-c", "--config", default=str(REPO / "configs" / "cjepa_fmnist_quick.yaml"))
     p.add_argument("--steps", type=int, default=4, help="training steps averaged (masks vary the cost)")
+    p.add_argument("--train-images", type=int, default=0,
+                   help="simulate an epoch of this many training images (no data read; module docstring)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (after --)")
     args = p.parse_args()
     if args.steps < 1:
@@ -98,8 +116,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:  # a bad preset, override or dataset: one line, before any counting
             cfg = load_config(args.config, [*args.overrides, f"run.output_dir={tmp}", "run.precision=fp32"])
-            train, per_epoch = train_epoch_flops(cfg, args.steps)
-            evaluation = evaluation_flops(cfg)
+            train, per_epoch = train_epoch_flops(cfg, args.steps, args.train_images)
+            evaluation = simulated_evaluation_flops(cfg) if args.train_images else evaluation_flops(cfg)
         except (CJepaError, OSError) as exc:
             raise SystemExit(f"eval_flops: {exc}") from None
     every, epochs = cfg.eval.every, cfg.run.epochs
@@ -109,7 +127,8 @@ def main() -> None:
     print(f"training: {per_epoch} steps/epoch x {train / per_epoch / 1e9:.2f} GFLOP "
           f"= {train / 1e12:.3f} TFLOP per epoch")
     print(f"evaluation: {evaluation / 1e12:.3f} TFLOP each, {runs} in {epochs} epochs "
-          f"({cfg.eval.train_samples} + {cfg.eval.test_samples} images x {len(cfg.eval.encoders)} encoder(s))")
+          f"({cfg.eval.train_samples} bank + {cfg.data.val_samples} validation images x {len(cfg.eval.encoders)} "
+          f"encoder(s){', simulated' if args.train_images else ''})")
     print(f"evaluation share of a trial's FLOPs: {share:.1%} (goal of issue 14: <= 10 %)")
 
 

@@ -45,7 +45,8 @@ PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor output
 
 @dataclass
 class ProbeSets:
-    """Normalised bank and queries, with the key prefix of their cached baselines."""
+    """Bank and queries as uint8 images (normalised batch by batch on the device, :meth:`Evaluator.view`)
+    and labels, with the sets whose ids key their cached baselines."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -74,13 +75,12 @@ class Evaluator:
         self.pred_masks = mask_gen(min(PRED_PROBE_IMAGES, len(self.test_y)), 0)  # fixed: drawn once
 
     def _probe_sets(self, query: EvalImages) -> ProbeSets:
+        return ProbeSets(self._bank.images, self._bank.labels, query.images, query.labels, self._bank, query)
+
+    def view(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> the encoder's input (resize, normalise), where they are (the GPU in training)."""
         m = self.cfg.model
-
-        def view(u8: torch.Tensor) -> torch.Tensor:
-            return eval_view(u8, m.img_size, self.mean, self.std, m.in_chans)
-
-        return ProbeSets(view(self._bank.images), self._bank.labels, view(query.images), query.labels,
-                         self._bank, query)
+        return eval_view(images_u8, m.img_size, self.mean, self.std, m.in_chans)
 
     def _cache(self) -> Path:
         return Path(self.cfg.data.cache_dir).expanduser() / "raw_baselines.json"
@@ -95,7 +95,8 @@ class Evaluator:
         """Raw pixels and the random-initialised encoder on these sets (cached)."""
         ev, out = self.cfg.eval, {}
         if ev.raw_baseline:
-            out = raw_pixel_baseline(sets.train_x, sets.train_y, sets.test_x, sets.test_y, k=ev.knn_k,
+            out = raw_pixel_baseline(self.view(sets.train_x), sets.train_y, self.view(sets.test_x), sets.test_y,
+                                     k=ev.knn_k,
                                      temperature=ev.knn_temperature, linear_epochs=ev.linear_epochs,
                                      lr=ev.linear_lr, seed=self.cfg.run.seed, cache_file=self._cache(),
                                      cache_key=self._key("raw", sets))
@@ -105,7 +106,8 @@ class Evaluator:
 
     def _features(self, encoder: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return extract_pooled(encoder, x, batch_size=self.cfg.eval.batch_size, device=self.device,
-                              autocast_dtype=self.autocast_dtype, poolings=tuple(self.cfg.eval.poolings))
+                              autocast_dtype=self.autocast_dtype, poolings=tuple(self.cfg.eval.poolings),
+                              prepare=self.view)
 
     def score(self, encoder: nn.Module, name: str, sets: ProbeSets | None = None) -> dict[str, float]:
         """kNN and linear probe per pooling (``mean`` unsuffixed), collapse metrics of the mean;
@@ -114,7 +116,7 @@ class Evaluator:
         train_f, test_f = self._features(encoder, sets.train_x), self._features(encoder, sets.test_x)
         out: dict[str, float] = {}
         for pooling in ev.poolings:
-            tr, te = train_f[pooling], test_f[pooling]
+            tr, te = train_f[pooling].to(self.device), test_f[pooling].to(self.device)  # probes on the GPU there
             out[probe_name("knn", name, pooling)] = knn_accuracy(tr, sets.train_y, te, sets.test_y, k=ev.knn_k,
                                                                  temperature=ev.knn_temperature)
             if ev.linear_epochs > 0:
@@ -160,7 +162,7 @@ class Evaluator:
         model.encoder.eval()
         model.predictor.eval()
         masks = self.pred_masks
-        x = self.sets.test_x[:len(masks.context)].to(self.device)
+        x = self.view(self.sets.test_x[:len(masks.context)].to(self.device))
         ctx_idx, tgt_idx = masks.context.to(self.device), masks.targets.to(self.device)
         pred = model.predictor(model.encoder(x, ctx_idx), ctx_idx, tgt_idx)
         model.encoder.train(modes[0])

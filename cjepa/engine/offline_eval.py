@@ -52,12 +52,12 @@ def encode_set(run: Trained, encoder: str, which: str, lo: int = 0, hi: int | No
     cfg, m = run.cfg, run.cfg.model
     mean, std = normalization(cfg.data)
     images = eval_images(cfg, which, lo, hi)
-    x = eval_view(images.images, m.img_size, mean, std, m.in_chans)
     device = torch.device(device)
     dtype = eval_autocast(cfg.eval.precision, device, resolve_autocast(cfg, device))  # as the trainer
     net = run.encoder(encoder).to(device)
-    feats = extract_pooled(net, x, batch_size=cfg.eval.batch_size, device=device, autocast_dtype=dtype,
-                           poolings=tuple(cfg.eval.poolings))
+    feats = extract_pooled(net, images.images, batch_size=cfg.eval.batch_size, device=device, autocast_dtype=dtype,
+                           poolings=tuple(cfg.eval.poolings),
+                           prepare=lambda u8: eval_view(u8, m.img_size, mean, std, m.in_chans))
     return feats, images.labels
 
 
@@ -80,7 +80,7 @@ def evaluate_trained(run: Trained, req: EvalRequest, extract: Extract | None = N
                 return f[p].to(device)
 
             name = f"{req.split}_" + probe_name("{probe}", enc, pooling) + req.suffix()
-            out[name.format(probe="knn")] = knn_accuracy(on(bank_f), bank_y.to(device), on(query_f), query_y.to(device),
+            out[name.format(probe="knn")] = knn_accuracy(on(bank_f), bank_y, on(query_f), query_y,
                                                          k=ev.knn_k, temperature=ev.knn_temperature)
             if ev.linear_epochs > 0:
                 out[name.format(probe="linear")] = linear_probe_accuracy(

@@ -18,20 +18,13 @@ from typing import Any
 
 from cjepa.atomic import atomic_write
 from cjepa.errors import StudyError
-from cjepa.metrics import TEST_PREFIX
 from cjepa.sweep.note import NOTE_TAG, parent_note
-from cjepa.sweep.stats import format_summary, reference_rows, summarize
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
+from cjepa.sweep.summary import summary_from_rows
 from cjepa.sweep.trial_files import final_checkpoint, run_records
 from cjepa.tracking.store import redact
 
-#: target encoder (what the paper evaluates) and context encoder: in short runs the EMA target
-#: is still mostly its initialisation (momentum 0.996 -> 1 over ~100 steps keeps ~80 % of it),
-#: so differences between arms show in the context encoder first.
-SUMMARY_METRICS = ("knn_target", "linear_target", "knn_context", "linear_context")
-#: The same probes on the test split, scored once at the end of a completed trial (never selected on)
-TEST_SUMMARY_METRICS = tuple(TEST_PREFIX + m for m in SUMMARY_METRICS)
 #: Files that mean "this study has run here before" (tuner.pkl: Tune's restorable state).
 OUTPUT_FILES = ("study.json", "results.parquet", "summary.md", "tuner.pkl")
 #: Prefix of the typed config columns (``config.loss.beta_vicreg``); Tune's own are ``config/...``.
@@ -205,40 +198,6 @@ def write_results(study: Study, arms: dict[str, dict[str, Any]], grid: Any, stud
 def write_summary(study_dir: Path, summary: str) -> Path:
     """``summary.md``, atomically: a kill mid-write leaves the previous summary, never half of one."""
     return atomic_write(study_dir / "summary.md", lambda fh: fh.write(summary + "\n"), binary=False)
-
-
-def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
-    final: dict[tuple[str, int], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["arm"], row["seed"])
-        if key not in final or row["epoch"] >= final[key]["epoch"]:
-            final[key] = row
-    finals = list(final.values())
-    metrics = [m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in finals)] or [study.metric]
-    tests = [m for m in TEST_SUMMARY_METRICS if any(r.get(m) is not None for r in finals)]
-    status = {s: sum(r["status"] == s for r in finals) for s in ("COMPLETED", "STOPPED", "ERROR")}
-    splits = sorted({str(r.get("eval_split") or "test") for r in finals})
-    lines = [f"Study {study.name}: {len(finals)} trials "
-             f"({', '.join(f'{n} {s.lower()}' for s, n in status.items() if n)}); "
-             f"final-epoch accuracy, mean ± 95 % CI over seeds, Δ = paired by seed", "",
-             f"On the {' and '.join(SPLIT_WORDS.get(s, s) for s in splits)} (what every selection read):", "",
-             _table(finals, metrics, study)]
-    if tests:  # completed trials only: a stopped trial never reached its test score
-        lines += ["", "On the test split, scored once at the end of each completed trial (never selected on):", "",
-                  _table([r for r in finals if r.get(tests[0]) is not None], tests, study)]
-    if any(r.get(f"{p}_knn_acc") is not None for r in finals for p in ("raw", "rand")):
-        lines += ["", "raw pixels: the probes on the pixels themselves; random-init encoder: the encoder exactly "
-                  "as initialised (same seed); both on the same evaluation subsets."]
-    return "\n".join(lines)
-
-
-SPLIT_WORDS = {"val": "validation split (held out of the training images, never trained on)",
-               "test": "test split (no validation split: data.val_samples=0)"}
-
-
-def _table(finals: list[dict[str, Any]], metrics: list[str], study: Study) -> str:
-    entries = summarize(finals, metrics, study.baseline) + reference_rows(finals, metrics)
-    return format_summary(entries, metrics, study.baseline)
 
 
 def existing_outputs(study_dir: str | Path) -> list[str]:

@@ -133,3 +133,45 @@ def format_summary(summary: list[dict], metrics: Sequence[str], baseline: str | 
                       (e[f"{m}_diff"].fmt() if e[f"{m}_diff"] is not None else "n/a") for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def readout_metrics(final: Sequence[dict], encoder: str = "target", prefix: str = "") -> list[str]:
+    """Every probe x pooling the rows report for ``encoder`` (``knn_target``, ``knn_target_grid2``,
+    ...), mean first, kNN before linear; ``prefix="test_"`` for the test split's."""
+    head = f"{prefix}knn_{encoder}", f"{prefix}linear_{encoder}"
+    found = {k for row in final for k in row if k.startswith(head) and row.get(k) is not None}
+    found = {k for k in found if k in head or k.removeprefix(prefix).split("_")[-1].startswith("grid")}
+
+    def order(name: str) -> tuple[int, int, str]:
+        tail = name.removeprefix(prefix).split("_")[-1]
+        cells = int(tail[4:]) if tail.startswith("grid") and tail[4:].isdigit() else 0
+        return (0 if "knn" in name else 1, cells, name)
+
+    return sorted(found, key=order)
+
+
+def gains_over_random_init(final: Sequence[dict], metrics: Sequence[str]) -> list[dict]:
+    """Per arm and read-out: the seed-paired gain over the same network at its random initialisation
+    (``rand_*``, same seed, same read-out): whether training taught the encoder anything that read-out
+    can see. ``{arm, n, <metric>: Interval}``."""
+    arms: dict[str, dict[int, dict]] = {}
+    for row in final:
+        arms.setdefault(row["arm"], {})[int(row["seed"])] = row
+    out = []
+    for name, by_seed in arms.items():
+        entry: dict = {"arm": name, "n": len(by_seed)}
+        for m in metrics:
+            ref = reference_key("rand", m)
+            entry[m] = mean_ci(r[m] - r[ref] for r in by_seed.values()
+                               if r.get(m) is not None and r.get(ref) is not None)
+        out.append(entry)
+    return out
+
+
+def format_gains(gains: list[dict], metrics: Sequence[str]) -> str:
+    """Markdown: arms x read-outs, gain in points (mean ± 95 % CI over paired seeds)."""
+    head = ["arm", "seeds"] + [f"{m} − random init (pp)" for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in gains:
+        lines.append("| " + " | ".join([e["arm"], str(e["n"])] + [e[m].fmt() for m in metrics]) + " |")
+    return "\n".join(lines)

@@ -231,8 +231,13 @@ def test_summary_has_raw_pixel_and_random_init_rows(tmp_path):
     # 0.25 ± t(0.975, 1) * sd / sqrt(2) = 12.706 * 0.0707 / 1.414 = 0.635 -> "25.0 ± 63.5"
     assert rows["raw pixels"] == "| raw pixels | 1 | 80.0 | 75.0 |  |  |"
     assert rows["random-init encoder"] == "| random-init encoder | 2 | 25.0 ± 63.5 | 30.0 ± 63.5 |  |  |"
-    arm_lines = [line for line in summary.splitlines() if line.startswith("| beta_vicreg")]
+    main, _, gains = summary.partition("Gain over the random-initialised encoder, per read-out (validation split")
+    arm_lines = [line for line in main.splitlines() if line.startswith("| beta_vicreg")]
     assert len(arm_lines) == 2 and list(rows).index("raw pixels") > list(rows).index("beta_vicreg=0.01")
+    # each arm against its own seed's untrained network: knn 0.5 - (0.2, 0.3), linear 0.6 - (0.25, 0.35)
+    assert "| knn_target − random init (pp) | linear_target − random init (pp) |" in gains
+    assert "| beta_vicreg=0.0 | 2 | 25.0 ± 63.5 | 30.0 ± 63.5 |" in gains
+    assert "| beta_vicreg=0.01 | 2 | 35.0 ± 63.5 | 40.0 ± 63.5 |" in gains
 
 
 # --------------------------------------------------------------------------- the MLflow UI without hunting
