@@ -85,6 +85,9 @@ def test_convergence_claim_and_reach(data: StudyData) -> None:
     assert reach["I-JEPA"].epoch == 1  # 0.52 >= 0.47: I-JEPA itself was there after epoch 1
     assert reach["EMA+inv"].epoch is None and reach["EMA off"].epoch is None
     assert "0.47" not in claim.text and "47.0 %" in claim.text
+    # a lead at epoch 1 is labelled as such, and I-JEPA's falling curve (0.52 -> 0.47) is said
+    assert claim.text.startswith("C-JEPA ahead of I-JEPA at the first evaluation (epoch 1), a lead at one epoch")
+    assert "I-JEPA's curve falls: its best, 52.0 %, was at epoch 1" in claim.text
 
 
 def test_per_epoch_differences_are_paired_per_epoch(data: StudyData) -> None:
