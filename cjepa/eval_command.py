@@ -29,7 +29,7 @@ def add_eval_parser(sub: Any) -> None:
                                    "protocol (lr x wd grid, chosen on the validation split).")
     p.add_argument("paths", nargs="+", metavar="PATH|key=value",
                    help="checkpoint.pt, a run directory or a study directory; then eval.* overrides "
-                        "(e.g. eval.test_samples=10000)")
+                        "(e.g. eval.test_samples=10000; eval.last_layers=4: I-JEPA's last 4 blocks concatenated)")
     p.add_argument("--split", choices=("test", "val"), default="test", help="the queries (default: test)")
     p.add_argument("--bank", choices=("train", "eval"), default="train",
                    help="train: every training image (default); eval: the in-training bank (eval.train_samples)")

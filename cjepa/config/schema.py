@@ -154,6 +154,9 @@ class EvalConfig:
     # Feature read-outs: "mean" of patch tokens (I-JEPA's protocol: knn_target, linear_target, ...)
     # and optionally "gridK" (KxK spatial cells): reported as knn_target_gridK, linear_target_gridK.
     poolings: tuple[str, ...] = ("mean",)
+    # Tokens read from the last k blocks, each through the final norm, concatenated (k * D per token)
+    # before pooling: I-JEPA's linear protocol reads k = 4. 1: the encoder's output.
+    last_layers: int = 1
     raw_baseline: bool = True
     random_baseline: bool = True  # also score the encoder as initialised (rand_knn_acc, rand_linear_acc)
     # Feature extraction. Batch 128 is faster on CPU than 512 (activations stay in cache) and gives

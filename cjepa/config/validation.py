@@ -116,6 +116,8 @@ def _validate_data_eval(cfg: Config) -> None:
         raise ConfigError(f"eval.linear_epochs: expected >= 0 (0 = no probe), got {ev.linear_epochs}")
     for enc in ev.encoders:
         _choice("eval.encoders", enc, ("target", "context"))
+    if not 1 <= ev.last_layers <= m.depth:
+        raise ConfigError(f"eval.last_layers={ev.last_layers}: expected 1 <= k <= model.depth={m.depth}")
     if "mean" not in ev.poolings:
         raise ConfigError(f"eval.poolings={list(ev.poolings)}: must include 'mean' (the paper's protocol)")
     grid_side = m.img_size // m.patch_size

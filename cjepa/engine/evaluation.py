@@ -39,6 +39,7 @@ from cjepa.eval import (
 from cjepa.masks import MultiBlockMaskGenerator
 from cjepa.method import CJEPA
 from cjepa.metrics import baseline_name, probe_name, test_name
+from cjepa.model.vit import LastLayers
 
 PRED_PROBE_IMAGES = 512  # images used to measure the spread of predictor outputs
 
@@ -105,6 +106,8 @@ class Evaluator:
         return out
 
     def _features(self, encoder: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        k = self.cfg.eval.last_layers
+        encoder = LastLayers(encoder, k) if k > 1 else encoder  # type: ignore[arg-type]
         return extract_pooled(encoder, x, batch_size=self.cfg.eval.batch_size, device=self.device,
                               autocast_dtype=self.autocast_dtype, poolings=tuple(self.cfg.eval.poolings),
                               prepare=self.view)
@@ -137,7 +140,7 @@ class Evaluator:
         cfg, ev = self.cfg, self.cfg.eval
         dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
         key = self._key("init", sets, model=json.dumps(cfg.to_dict()["model"], sort_keys=True),
-                        poolings=list(ev.poolings), precision=dtype)
+                        poolings=list(ev.poolings), precision=dtype, last_layers=ev.last_layers)
         probes = [p for p in ("knn", "linear") if p == "knn" or ev.linear_epochs > 0]
         rename = {probe_name(p, "rand", pool): baseline_name("rand", p, pool) for p in probes for pool in ev.poolings}
 

@@ -28,6 +28,7 @@ from cjepa.engine.trained import Trained
 from cjepa.eval import extract_pooled, knn_accuracy, linear_probe_accuracy
 from cjepa.eval.probe_grid import linear_probe_select
 from cjepa.metrics import probe_name
+from cjepa.model.vit import LastLayers
 
 #: (run, encoder name, set) -> (pooling -> features (N, D), labels (N,))
 Extract = Callable[[Trained, str, str], tuple[dict[str, torch.Tensor], torch.Tensor]]
@@ -55,6 +56,7 @@ def encode_set(run: Trained, encoder: str, which: str, lo: int = 0, hi: int | No
     device = torch.device(device)
     dtype = eval_autocast(cfg.eval.precision, device, resolve_autocast(cfg, device))  # as the trainer
     net = run.encoder(encoder).to(device)
+    net = LastLayers(net, cfg.eval.last_layers) if cfg.eval.last_layers > 1 else net  # type: ignore[arg-type]
     feats = extract_pooled(net, images.images, batch_size=cfg.eval.batch_size, device=device, autocast_dtype=dtype,
                            poolings=tuple(cfg.eval.poolings),
                            prepare=lambda u8: eval_view(u8, m.img_size, mean, std, m.in_chans))

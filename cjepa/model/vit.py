@@ -75,6 +75,28 @@ class ViTEncoder(nn.Module):
             x = blk(x)
         return self.norm(x)
 
+    def forward_last_layers(self, x: Tensor, k: int) -> Tensor:
+        """Tokens of the last ``k`` blocks, each through the final norm, concatenated: (B, N, k * D).
+        I-JEPA's linear protocol reads the last 4 this way; ``k = 1`` equals :meth:`forward`."""
+        x = self.patch_embed(x) + self.pos_embed
+        outs = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i >= len(self.blocks) - k:
+                outs.append(self.norm(x))
+        return torch.cat(outs, dim=-1)
+
+
+class LastLayers(nn.Module):
+    """An encoder read through its last ``k`` blocks (``eval.last_layers``), for feature extraction."""
+
+    def __init__(self, encoder: ViTEncoder, k: int) -> None:
+        super().__init__()
+        self.encoder, self.k = encoder, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder.forward_last_layers(x, self.k)
+
 
 class Predictor(nn.Module):
     """Narrow ViT that predicts target-block tokens from context tokens.

@@ -82,3 +82,26 @@ def test_impossible_holdouts_are_one_line_before_training(tmp_path: Path, bad: s
 
     with pytest.raises(ConfigError, match=words):
         check_data_source(_cfg(tmp_path, bad))
+
+
+def test_last_k_layers_concatenated(tmp_path: Path) -> None:
+    """eval.last_layers=k reads the last k blocks, each through the final norm, side by side; k=1 is the
+    encoder's own output; the read-out is part of the random-init baseline's key."""
+    import torch
+
+    from cjepa.model import build_encoder
+    from cjepa.model.vit import LastLayers
+
+    cfg = _cfg(tmp_path, "eval.last_layers=2")
+    enc = build_encoder(cfg.model).eval()
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        two, one = LastLayers(enc, 2)(x), enc(x)
+        assert two.shape == (3, 64, 64) and torch.equal(two[..., 32:], one)
+        assert torch.equal(LastLayers(enc, 1)(x), one)
+        h = enc.blocks[0](enc.patch_embed(x) + enc.pos_embed)
+        assert torch.allclose(two[..., :32], enc.norm(h))
+    from cjepa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval.last_layers=3: expected 1 <= k <= model.depth=2"):
+        _cfg(tmp_path, "eval.last_layers=3")
