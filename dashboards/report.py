@@ -22,7 +22,7 @@ from typing import TypeVar
 from cjepa.sweep.note import NOTE_TAG, mark_report_logged
 from dashboards import html as H
 from dashboards.load import StudyData, load_experiment, load_study_dir, reachable
-from dashboards.table import PAPER_SETTING, build_rows, to_html, to_markdown
+from dashboards.table import PAPER_SETTING, build_rows, gains_markdown, to_html, to_markdown
 
 REPORT_HTML = "report.html"
 TABLE_MD = "ablation_table.md"
@@ -76,7 +76,8 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
         _configs_from_checkpoints(data, notes)
     rows, metrics = build_rows(data)
     table_md = out_dir / TABLE_MD
-    table_md.write_text(to_markdown(rows, metrics, data.baseline, data.name) + "\n")
+    gains = gains_markdown(data)
+    table_md.write_text(to_markdown(rows, metrics, data.baseline, data.name) + (f"\n\n{gains}" if gains else "") + "\n")
 
     figs: list[H.Figure] = []
     conv = _try(notes, "convergence", lambda: plots.convergence_plot(data, out_dir / "convergence.png"))

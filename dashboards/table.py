@@ -12,6 +12,7 @@ own scale, so compare *orderings and differences*, never the absolute values.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 from cjepa.sweep.stats import Interval, reference_rows, summarize
@@ -130,3 +131,22 @@ def to_html(rows: list[Row], metrics: list[str], baseline: str | None) -> str:
                    + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def gains_markdown(data: StudyData) -> str:
+    """Each arm's seed-paired gain over the same network at its random initialisation, under every
+    read-out of the target encoder the study reports (mean, gridK; kNN and linear): "beats raw
+    pixels" says little on Fashion-MNIST, "beats its own untrained network" says whether it learnt.
+    Empty when the study has no random-init scores."""
+    from cjepa.sweep.stats import format_gains, gains_over_random_init, readout_metrics, reference_key
+
+    finals = [{k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}  # NaN -> absent
+              for r in data.final().to_dict("records")]
+    metrics = [m for m in readout_metrics(finals) if any(r.get(reference_key("rand", m)) is not None for r in finals)]
+    if not metrics:
+        return ""
+    for row in finals:
+        row["arm"] = label(data, row["arm"])
+    return "\n".join(["Gain over the random-initialised encoder (same seed, same read-out), percentage points, "
+                      "mean ± 95 % t-interval over paired seeds:", "",
+                      format_gains(gains_over_random_init(finals, metrics), metrics)])

@@ -164,3 +164,20 @@ def test_a_page_that_cannot_be_written_is_one_clear_line(tmp_path: Path) -> None
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"cjepa: error: --page: cannot create the folder {blocker}")
+
+
+def test_gains_over_random_init_per_readout() -> None:
+    """The ablation table's gain block: each arm minus its own seed's untrained network, per read-out."""
+    from dashboards.table import gains_markdown
+
+    df = table()
+    df["knn_target_grid2"] = df["knn_target"] + 0.01
+    df["rand_knn_acc"] = 0.40 + 0.01 * df["seed"]  # seeds 0, 1, 2 -> 0.40, 0.41, 0.42
+    df["rand_knn_acc_grid2"] = 0.60
+    text = gains_markdown(StudyData("toy", df, baseline="I-JEPA"))
+    assert "| knn_target − random init (pp) | knn_target_grid2 − random init (pp) |" in text
+    assert "linear_target −" not in text  # no rand_linear_acc in these rows: no gain to give
+    # C-JEPA at epoch 2: 0.62, 0.65, 0.66 minus 0.40, 0.41, 0.42 = 0.22, 0.24, 0.24 -> mean 23.3
+    line = next(x for x in text.splitlines() if "C-JEPA" in x and x.startswith("|"))
+    assert "| 3 | 23.3 ± " in line and "| 5.3 ± " in line  # grid2: 0.63, 0.66, 0.67 - 0.60 = 0.03, 0.06, 0.07
+    assert gains_markdown(StudyData("toy", table(), baseline="I-JEPA")) == ""
