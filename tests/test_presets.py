@@ -32,3 +32,13 @@ def test_preset_sets_only_what_differs(preset: Path) -> None:
                 if _same(value, parent[section][key])]
     assert not repeated, f"{preset.name} repeats {'its base' if base else 'the defaults'}: {repeated}"
     load_config(preset)  # and it is valid
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_paper_scale_presets_probe_no_raw_pixels_and_select_on_validation(preset: Path) -> None:
+    """At 224 px a raw-pixel probe is 150,528-d (hours on rank 0's CPU before step 0, while the other
+    ranks wait): the presets compute none. Every preset holds a validation split out of training."""
+    cfg = load_config(preset)
+    if cfg.model.img_size >= 224:
+        assert cfg.eval.raw_baseline is False
+    assert cfg.data.val_samples > 0
