@@ -32,8 +32,9 @@ import torch
 from cjepa.config import Config, load_config
 from cjepa.data import load_split
 from cjepa.engine import train
-from cjepa.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from cjepa.engine.checkpoint import CHECKPOINT_NAME
 from cjepa.engine.evaluation import Evaluator
+from cjepa.engine.trained import load_method
 from cjepa.method import CJEPA
 
 DEFAULT_VARIANTS = {"before": "eval.batch_size=512,eval.precision=fp32",
@@ -64,11 +65,7 @@ def variants(specs: list[str]) -> dict[str, list[str]]:
 
 def load_model(cfg: Config, run_dir: Path) -> CJEPA:
     """The online and target networks of the run's latest checkpoint."""
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    model = CJEPA(cfg)
-    model.load_online_state_dict(state["online"])
-    model.target.load_state_dict(state["target"])
-    return model
+    return load_method(run_dir / CHECKPOINT_NAME)[1]
 
 
 def breakdown(ev: Evaluator, model: CJEPA) -> dict[str, float]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from cjepa.config import Config, from_dict
 from cjepa.engine.checkpoint import load_checkpoint
 from cjepa.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from cjepa.method import CJEPA
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -60,6 +63,20 @@ def encoder_weights(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     """(target, online encoder) state dicts of a checkpoint."""
     online = {k.removeprefix("encoder."): v for k, v in state["online"].items() if k.startswith("encoder.")}
     return state["target"], online
+
+
+def load_method(path: str | Path) -> tuple[Config, CJEPA]:
+    """The whole method (online encoder, predictor, regulariser, EMA target) of the run at ``path``,
+    in eval mode, on CPU: for what needs more than the encoders (the predictor's spread)."""
+    from cjepa.method import CJEPA
+
+    file = checkpoint_path(path)
+    state = load_checkpoint(file)
+    cfg = saved_config(state)
+    model = CJEPA(cfg)
+    model.load_online_state_dict(state["online"])
+    model.target.load_state_dict(state["target"])
+    return cfg, model.eval()
 
 
 def load_trained(path: str | Path) -> Trained:

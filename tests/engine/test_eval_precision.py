@@ -19,9 +19,9 @@ import torch
 
 from cjepa.config import load_config
 from cjepa.engine import precision
-from cjepa.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from cjepa.engine.evaluation import Evaluator
 from cjepa.engine.precision import eval_autocast
+from cjepa.engine.trained import load_method
 from cjepa.engine.trainer import train
 from cjepa.errors import ConfigError
 from cjepa.method import CJEPA
@@ -53,11 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CJEPA]:
     run = tmp_path_factory.mktemp("evalprec") / "run"
     cfg = load_config(None, tiny_overrides(run, "run.epochs=1"))
     train(cfg)
-    state = load_checkpoint(run / CHECKPOINT_NAME)
-    model = CJEPA(cfg)
-    model.load_online_state_dict(state["online"])
-    model.target.load_state_dict(state["target"])
-    return run, model
+    return run, load_method(run)[1]
 
 
 def _evaluator(run: Path, *extra: str) -> Evaluator:
