@@ -6,7 +6,9 @@ from pathlib import Path
 
 from cjepa.errors import ConfigError
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+# Inside the package (package data), so a non-editable install has its presets; the checkout's
+# top-level configs/ is a symlink to this folder, so every path quoted in the docs still works.
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_PRESET = "cjepa_fmnist_cpu"
 
 
