@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from cjepa import faults  # stdlib only: no cycle through the engine
+
 TMP_SUFFIX = ".tmp"
 
 
@@ -40,8 +42,6 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
     order, new file complete and fsynced, old -> previous, new -> ``path``, means that at every
     instant at least one complete file exists, ``path`` or ``keep_previous``.
     """
-    from cjepa import faults  # here: cjepa.faults imports the engine, which imports this module
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)

@@ -17,6 +17,9 @@ directory is created in ``CJEPA_TEST_FAULT_DIR`` (required for them), so the res
 on. Ray Train's worker-local run dir is a function of the trial's experiment name, hence stable
 across restarts and distinct between trials: every trial of a study is killed once per fault.
 
+This module imports nothing of cjepa (the atomic writer imports it); the trainer's hook for the
+kills is :class:`cjepa.engine.fault_reporter.FaultReporter`.
+
 Why not a library: fault injectors (e.g. chaos tools) kill processes from outside, at a time;
 these faults must hit a precise point inside the step loop and inside one file write.
 """
@@ -30,12 +33,10 @@ import signal
 from pathlib import Path
 from typing import IO, Any
 
-from cjepa.engine.reporting import Reporter
-
 FAULT_ENV = "CJEPA_TEST_FAULT"
 FAULT_DIR_ENV = "CJEPA_TEST_FAULT_DIR"
 CHECKPOINT_PREFIX = "checkpoint"
-_armed: dict[str, Path] = {}  # faults for the next checkpoint write: "checkpoint" (kill) -> its marker; "enospc"
+armed: dict[str, Path] = {}  # faults for the next checkpoint write: "checkpoint" (kill) -> its marker; "enospc"
 
 
 def active() -> dict[str, int]:
@@ -47,7 +48,7 @@ def active() -> dict[str, int]:
     return faults
 
 
-def _marker(fault: str, run_dir: Path) -> Path:
+def marker(fault: str, run_dir: Path) -> Path:
     folder = os.environ.get(FAULT_DIR_ENV)
     if not folder:
         raise RuntimeError(f"{FAULT_ENV}={fault} needs {FAULT_DIR_ENV} (where 'already killed' markers go)")
@@ -55,43 +56,10 @@ def _marker(fault: str, run_dir: Path) -> Path:
     return Path(folder) / f"{fault}-{digest}"
 
 
-def _kill(marker: Path) -> None:
+def kill(marker: Path) -> None:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-class FaultReporter(Reporter):
-    """Rank 0's hook for the kills: ``sigkill_step`` at its step, and arming ``sigkill_checkpoint``
-    in ``on_epoch`` (which comes just before that epoch's checkpoint is written)."""
-
-    def __init__(self, faults: dict[str, int]) -> None:
-        self.faults = faults
-        self.run_dir = Path(".")
-
-    def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
-        self.run_dir = Path(run_dir)
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        if step == self.faults.get("sigkill_step", -1):
-            marker = _marker("sigkill_step", self.run_dir)
-            if not marker.exists():
-                _kill(marker)
-
-    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if 0 < self.faults.get("checkpoint_enospc", 0) <= epoch:
-            _armed["enospc"] = Path(os.devnull)  # no marker: it recurs while the disk is full
-        if epoch == self.faults.get("sigkill_checkpoint", -1):
-            marker = _marker("sigkill_checkpoint", self.run_dir)
-            if not marker.exists():
-                _armed[CHECKPOINT_PREFIX] = marker
-
-
-def fault_reporters() -> list[Reporter]:
-    """What the trainer adds to rank 0's reporters: nothing unless a kill is asked for."""
-    faults = active()
-    timed = {"sigkill_step", "sigkill_checkpoint"} & faults.keys() or faults.get("checkpoint_enospc", 0) > 0
-    return [FaultReporter(faults)] if timed else []
 
 
 class _FaultyFile:
@@ -107,7 +75,7 @@ class _FaultyFile:
             if self._kill is not None:
                 self._fh.write(data[: self._left])
                 self._fh.flush()
-                _kill(self._kill)
+                kill(self._kill)
             raise OSError(self._error, os.strerror(self._error), str(self._path))
         self._left -= len(data)
         return self._fh.write(data)
@@ -120,10 +88,10 @@ def wrap_write(fh: IO[Any], path: Path) -> IO[Any]:
     """``fh`` itself, or a faulty wrapper when a fault targets this write (checkpoints only)."""
     if not path.name.startswith(CHECKPOINT_PREFIX):
         return fh
-    marker = _armed.pop(CHECKPOINT_PREFIX, None)
+    marker = armed.pop(CHECKPOINT_PREFIX, None)
     if marker is not None:
         return _FaultyFile(fh, path, kill_marker=marker)
-    if _armed.pop("enospc", None) is not None or active().get("checkpoint_enospc", -1) == 0:
+    if armed.pop("enospc", None) is not None or active().get("checkpoint_enospc", -1) == 0:
         return _FaultyFile(fh, path, kill_marker=None)
     if "checkpoint_erofs" in active():
         return _FaultyFile(fh, path, kill_marker=None, budget=0, error=errno.EROFS)

@@ -31,6 +31,7 @@ from cjepa.engine.checkpoint import (
     save_checkpoint,
 )
 from cjepa.engine.evaluation import Evaluator
+from cjepa.engine.fault_reporter import fault_reporters
 from cjepa.engine.precision import resolve_autocast
 from cjepa.engine.reporting import Reporter
 from cjepa.engine.schedules import Schedules
@@ -217,9 +218,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     reporters = reporters or []
     run = _build(cfg)
     if run.is_main:
-        from cjepa.faults import fault_reporters  # tests only: empty unless CJEPA_TEST_FAULT asks for a kill
-
-        reporters = [*reporters, *fault_reporters()]
+        reporters = [*reporters, *fault_reporters()]  # tests only: empty unless CJEPA_TEST_FAULT asks for a kill
     evaluator = Evaluator(cfg, run.device, run.autocast) if run.is_main and cfg.eval.every > 0 else None
     if run.is_main:
         _write_run_files(run)
