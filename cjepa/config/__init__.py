@@ -10,7 +10,7 @@ values and one-line error messages that name the key; OmegaConf would add a depe
 still need the same validation code.
 """
 
-from cjepa.config.loading import apply_dict, coerce, from_dict, load_config, read_yaml, set_value
+from cjepa.config.loading import apply_dict, coerce, from_dict, from_saved, load_config, read_yaml, set_value
 from cjepa.config.schema import (
     ATTENTIONS,
     DATASETS,
@@ -34,4 +34,4 @@ from cjepa.config.validation import check_data_source, check_output_dir, validat
 __all__ = ["ATTENTIONS", "DATASETS", "DEVICES", "EMA_SCHEDULES", "JEPA_LOSSES", "PRECISIONS", "VICREG_MODES",
            "Config", "DataConfig", "EMAConfig", "EvalConfig", "LossConfig", "MaskConfig", "ModelConfig",
            "OptimConfig", "RunConfig", "apply_dict", "check_data_source", "check_output_dir", "coerce", "from_dict",
-           "load_config", "read_yaml", "set_value", "validate"]
+           "from_saved", "load_config", "read_yaml", "set_value", "validate"]

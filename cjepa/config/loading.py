@@ -40,6 +40,15 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> None:
         set_value(cfg, key.strip(), _parse_scalar(raw), source="override")
 
 
+def from_saved(values: dict[str, Any]) -> Config:
+    """A config a run wrote (its checkpoint's or its ``config.yaml``). A run from before
+    ``data.val_samples`` existed trained on its whole training split: it reads as
+    ``val_samples = 0``, not as today's default."""
+    values = {section: dict(body) for section, body in values.items()}
+    values.setdefault("data", {}).setdefault("val_samples", 0)
+    return from_dict(values)
+
+
 def from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a config from :meth:`Config.to_dict` output (e.g. a checkpoint's copy)."""
     cfg = Config()

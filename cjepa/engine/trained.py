@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from cjepa.config import Config, from_dict
+from cjepa.config import Config, from_saved
 from cjepa.engine.checkpoint import load_checkpoint
 from cjepa.errors import CheckpointError
 
@@ -52,11 +52,9 @@ def checkpoint_path(path: str | Path) -> Path:
 
 
 def saved_config(state: dict[str, Any]) -> Config:
-    """The run's config. A checkpoint written before ``data.val_samples`` existed trained on the whole
-    training split: it reads as ``val_samples = 0``, not as today's default."""
-    values = {section: dict(v) for section, v in state["config"].items()}
-    values.setdefault("data", {}).setdefault("val_samples", 0)
-    return from_dict(values)
+    """The run's config (:func:`cjepa.config.from_saved`: a run older than the validation split
+    reads as ``data.val_samples = 0``)."""
+    return from_saved(state["config"])
 
 
 def encoder_weights(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

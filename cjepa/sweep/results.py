@@ -122,12 +122,29 @@ def _clean(value: Any) -> Any:
 def config_columns(study: Study, arm: str, settings: dict[str, Any], seed: int, study_dir: Path,
                    extra: list[str] | None = None) -> dict[str, Any]:
     """``config.<section>.<key>`` -> the trial's resolved value (tuples as lists; Parquet keeps
-    bool/int/float/str), with ``run.output_dir`` where the runner really put the trial."""
+    bool/int/float/str), with ``run.output_dir`` where the runner really put the trial.
+
+    Read from the ``config.yaml`` the trial wrote when it started (what ran), and rebuilt from the
+    study script only for a trial that never started: a script edited before ``--resume`` then
+    changes no earlier trial's row."""
     from cjepa.sweep.naming import trial_dir_name
 
-    flat = trial_config(study, settings, seed, extra).flat()
-    flat["run.output_dir"] = str(study_dir / "runs" / trial_dir_name(study.name, arm, seed))
+    run_dir = study_dir / "runs" / trial_dir_name(study.name, arm, seed)
+    cfg = _written_config(run_dir / "config.yaml") or trial_config(study, settings, seed, extra)
+    flat = cfg.flat()
+    flat["run.output_dir"] = str(run_dir)
     return {CONFIG_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in flat.items()}
+
+
+def _written_config(path: Path) -> Any:
+    """The config a trial wrote, or None (not started, or unreadable: then the script's is used)."""
+    from cjepa.config import from_saved, read_yaml
+    from cjepa.errors import ConfigError
+
+    try:
+        return from_saved(read_yaml(path)) if path.is_file() else None
+    except ConfigError:
+        return None
 
 
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
