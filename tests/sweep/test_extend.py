@@ -81,4 +81,15 @@ def test_extending_a_finished_study_runs_only_new_trials(tmp_path: Path) -> None
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     summary = out.stdout.split("Study tiny_vicreg")[-1]
     assert "4 trials" in summary and "| beta_vicreg=0.01 | 2 |" in summary  # the summary covers both seeds
+    assert "On the test split, scored once" in summary and "Gain over the random-initialised encoder" in summary
     ray.shutdown()
+    # cjepa eval over the whole study: every trial's final checkpoint, the trainer's test numbers exactly
+    from cjepa.cli import main
+
+    assert main(["eval", str(tmp_path / "tiny_vicreg"), "--bank", "eval", "--tracking-uri", uri]) == 0
+    evals = pq.read_table(tmp_path / "tiny_vicreg" / "eval.parquet").to_pylist()
+    final = {(r["arm"], r["seed"]): r for r in rows if r["epoch"] == 2}
+    assert sorted((e["arm"], e["seed"]) for e in evals) == sorted(final)
+    assert all(e["test_knn_target"] == final[(e["arm"], e["seed"])]["test_knn_target"] for e in evals)
+    logged = client.get_run(evals[0]["mlflow_run_id"]).data.metrics
+    assert logged["eval/test_knn_target"] == evals[0]["test_knn_target"]
