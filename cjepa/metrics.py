@@ -50,14 +50,8 @@ def baseline_name(kind: str, probe: str, pooling: str = "mean") -> str:
 def reported_metrics(cfg: Config) -> set[str]:
     """Every name this config makes the engine report at the end of an evaluated epoch."""
     names = {LOSS, LOSS_JEPA, *OPTIM, *PROGRESS, *TIMING}
-    if cfg.loss.vicreg_on and cfg.loss.vicreg_mode == "sigreg":
-        names.update({SIGREG, LOSS_VICREG})
-    elif cfg.loss.vicreg_on:
-        present = {"inv": cfg.loss.invariance and cfg.loss.vicreg_mode != "pred_tokens",
-                   "var": cfg.loss.variance, "cov": cfg.loss.covariance}
-        names.update(VICREG_TERMS[t] for t, on in present.items() if on)
-        if any(present.values()):
-            names.add(LOSS_VICREG)
+    if cfg.loss.vicreg_on:
+        names.update({LOSS_VICREG, *(TERM_NAMES[t] for t in cfg.loss.terms)})
     if cfg.eval.every <= 0:
         return names
     ev = cfg.eval

@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from cjepa.config.regularizer_specs import BUILTIN_MODES, active_terms
+
 JEPA_LOSSES = ("smooth_l1", "l2")
-VICREG_MODES = ("pred_blocks", "context_target", "two_views", "pred_tokens", "sigreg")
+VICREG_MODES = BUILTIN_MODES  # one row each in cjepa/config/regularizer_specs.py
 EMA_SCHEDULES = ("linear", "cosine", "constant")
 DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
 DEVICES = ("auto", "cpu", "cuda")
@@ -81,13 +83,13 @@ class LossConfig:
     @property
     def vicreg_on(self) -> bool:
         """Whether a regulariser is added at all (``vicreg_mode`` names it: a VICReg reading or SIGReg)."""
-        if self.beta_vicreg <= 0:
-            return False
-        if self.vicreg_mode == "sigreg":
-            return True
-        if self.vicreg_mode == "pred_tokens":  # the JEPA loss is its invariance term
-            return self.variance or self.covariance
-        return self.invariance or self.variance or self.covariance
+        return self.beta_vicreg > 0 and bool(self.terms)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The regulariser's raw terms under the switches (its row in cjepa/config/regularizer_specs.py;
+        pred_tokens has no invariance term: the JEPA loss is one)."""
+        return active_terms(self.vicreg_mode, self.invariance, self.variance, self.covariance)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from cjepa.config.mask_rules import check_masks
+from cjepa.config.regularizer_specs import SPECS
 from cjepa.config.schema import (
     ATTENTIONS,
     DATASETS,
@@ -16,7 +17,6 @@ from cjepa.config.schema import (
     EMA_SCHEDULES,
     JEPA_LOSSES,
     PRECISIONS,
-    VICREG_MODES,
     Config,
     DataConfig,
 )
@@ -63,7 +63,7 @@ def _validate_model(cfg: Config) -> None:
 def _validate_loss(cfg: Config) -> None:
     loss, ema = cfg.loss, cfg.ema
     _choice("loss.jepa", loss.jepa, JEPA_LOSSES)
-    _choice("loss.vicreg_mode", loss.vicreg_mode, VICREG_MODES)
+    _choice("loss.vicreg_mode", loss.vicreg_mode, tuple(SPECS))
     for key in ("beta_vicreg", "beta_sim", "beta_std", "beta_cov", "gamma"):
         if getattr(loss, key) < 0:
             raise ConfigError(f"loss.{key}: coefficients must be >= 0, got {getattr(loss, key)}")
@@ -74,9 +74,10 @@ def _validate_loss(cfg: Config) -> None:
     _positive("loss.sigreg_t_max", loss.sigreg_t_max)
     if loss.sigreg_knots < 3:
         raise ConfigError(f"loss.sigreg_knots: expected >= 3 (trapezoid nodes), got {loss.sigreg_knots}")
-    if loss.vicreg_on and loss.vicreg_mode == "pred_blocks" and cfg.mask.num_targets < 2:
-        raise ConfigError("loss.vicreg_mode=pred_blocks compares target blocks pairwise and needs "
-                          f"mask.num_targets >= 2, got {cfg.mask.num_targets}")
+    spec = SPECS[loss.vicreg_mode]
+    if loss.vicreg_on and cfg.mask.num_targets < spec.min_targets:
+        raise ConfigError(f"loss.vicreg_mode={spec.name} {spec.why_targets} and needs "
+                          f"mask.num_targets >= {spec.min_targets}, got {cfg.mask.num_targets}")
     _choice("ema.schedule", ema.schedule, EMA_SCHEDULES)
     _in_range("ema.start", ema.start, 0.0, 1.0)
     _in_range("ema.end", ema.end, 0.0, 1.0)

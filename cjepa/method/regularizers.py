@@ -2,8 +2,9 @@
 
 The paper does not say which tensors its VICReg terms act on (method.md §3), so every reading is
 a :class:`Regularizer` in :data:`REGULARIZERS`. Adding a reading (or another regulariser) is one
-class here, registered with :func:`register`, and its test: the method object, the engine, the
-data pipeline (``needs_second_view``) and the config's list of modes follow from the registry.
+row in the torch-free table ``cjepa/config/regularizer_specs.py`` (its terms, whether it needs a
+second view, how many targets), one class here registered with :func:`register` under the same
+name, and its test: validation, the metric names and the data pipeline read the row.
 
 A regulariser owns its trainable parts (e.g. the projector), so they are in the optimizer, under
 DDP and in the checkpoint with the rest of the online network. It works in two stages:
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from cjepa.config import Config
+from cjepa.config.regularizer_specs import SPECS
 from cjepa.losses import SIGRegTerms, VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
 from cjepa.losses.distributed import gather_with_grad
 from cjepa.losses.sigreg import directions, sigreg, trapezoid_weights
@@ -43,10 +45,10 @@ class StepTensors:
 
 
 class Regularizer(nn.Module):
-    """One reading of the extra terms; ``forward`` returns the raw (unweighted) terms."""
+    """One reading of the extra terms; ``forward`` returns the raw (unweighted) terms. What the rest
+    of the house knows of it (terms, second view, targets) is its row in the spec table."""
 
     name: ClassVar[str]
-    needs_second_view: ClassVar[bool] = False
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -71,9 +73,12 @@ REGULARIZERS: dict[str, type[Regularizer]] = {}
 
 
 def register(cls: type[Regularizer]) -> type[Regularizer]:
-    """Class decorator: make ``cls`` selectable as ``loss.vicreg_mode=<cls.name>``."""
+    """Class decorator: make ``cls`` selectable as ``loss.vicreg_mode=<cls.name>``; its row in
+    ``cjepa/config/regularizer_specs.py`` must exist (what the config and the data need to know)."""
     if cls.name in REGULARIZERS:
         raise ValueError(f"regulariser {cls.name!r} is registered twice")
+    if cls.name not in SPECS:
+        raise ValueError(f"regulariser {cls.name!r} has no row in cjepa/config/regularizer_specs.py (add_spec)")
     REGULARIZERS[cls.name] = cls
     return cls
 
@@ -86,8 +91,8 @@ def build_regularizer(cfg: Config) -> Regularizer | None:
 
 
 def needs_second_view(cfg: Config) -> bool:
-    """Whether the data pipeline must make a second augmented view per image."""
-    return cfg.loss.vicreg_on and REGULARIZERS[cfg.loss.vicreg_mode].needs_second_view
+    """Whether the data pipeline must make a second augmented view per image (the reading's spec)."""
+    return cfg.loss.vicreg_on and SPECS[cfg.loss.vicreg_mode].second_view
 
 
 def _projector(cfg: Config) -> nn.Module:
@@ -134,7 +139,6 @@ class TwoViews(Regularizer):
     context-encoder representations of two crops of each image (same context mask)."""
 
     name = "two_views"
-    needs_second_view = True
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)

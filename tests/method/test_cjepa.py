@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cjepa.config import VICREG_MODES
+from cjepa.config.regularizer_specs import SPECS
 from cjepa.data import StepBatchDataset, dataset_stats, load_split
 from cjepa.losses import VICRegTerms
 from cjepa.masks import MultiBlockMaskGenerator
@@ -23,7 +24,8 @@ def _batch(cfg, n: int = 16) -> dict:
 
 def test_every_configurable_reading_is_registered():
     assert set(REGULARIZERS) == set(VICREG_MODES)
-    assert [name for name, cls in REGULARIZERS.items() if cls.needs_second_view] == ["two_views"]
+    assert [name for name in REGULARIZERS if SPECS[name].second_view] == ["two_views"]
+    assert list(SPECS) == list(VICREG_MODES)  # the table is the config's list of readings
 
 
 @pytest.mark.parametrize("mode", VICREG_MODES)
@@ -46,7 +48,10 @@ def test_online_state_round_trip(tiny_cfg, mode):
 
 
 def test_a_new_regulariser_is_one_registered_class(tiny_cfg):
-    """The extension point: register a class, select it by name, and the method uses it."""
+    """The extension point: one spec row, one registered class, selected by name; the method, the
+    metric names and vicreg_on follow. A class without a row is refused."""
+    from cjepa.config.regularizer_specs import RegularizerSpec, add_spec
+    from cjepa.metrics import reported_metrics
 
     class MeanNorm(Regularizer):
         name = "test_mean_norm"
@@ -57,6 +62,9 @@ def test_a_new_regulariser_is_one_registered_class(tiny_cfg):
         def terms(self, z: torch.Tensor) -> VICRegTerms:
             return VICRegTerms(inv=None, var=z.float().pow(2).mean(), cov=None)
 
+    with pytest.raises(ValueError, match="no row in cjepa/config/regularizer_specs.py"):
+        register(MeanNorm)
+    add_spec(RegularizerSpec("test_mean_norm", ("var",)))
     register(MeanNorm)
     try:
         cfg = tiny_cfg("loss.beta_vicreg=0.5")
@@ -70,7 +78,10 @@ def test_a_new_regulariser_is_one_registered_class(tiny_cfg):
         assert logs["vicreg_var"] == pytest.approx(float(z.pow(2).mean()), rel=1e-5)
         assert logs["loss"] == pytest.approx(logs["loss_jepa"] + 0.5 * cfg.loss.beta_std * logs["vicreg_var"],
                                              rel=1e-5)
+        assert cfg.loss.vicreg_on and {"vicreg_var", "loss_vicreg"} <= reported_metrics(cfg)
+        assert "vicreg_inv" not in reported_metrics(cfg)
         with pytest.raises(ValueError, match="registered twice"):
             register(MeanNorm)
     finally:
         REGULARIZERS.pop("test_mean_norm", None)
+        SPECS.pop("test_mean_norm", None)
