@@ -11,6 +11,7 @@ import sys
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 ARMS = {
     "0.996->1 linear": {"ema.start": 0.996, "ema.end": 1.0, "ema.schedule": "linear"},
@@ -23,12 +24,8 @@ ARMS = {
 
 
 def make_study(full: bool) -> Study:
-    if full:
-        return Study(name="ema_schedule_full", base="cjepa_vit_t16", overrides=("run.epochs=100",), arms=ARMS,
-                     baseline="0.996->1 linear", seeds=(0, 1, 2), max_concurrent=4, workers_per_trial=8,
-                     use_gpu=True)
-    return Study(name="ema_schedule", base="cjepa_fmnist_quick", arms=ARMS, baseline="0.996->1 linear",
-                 seeds=(0, 1), max_concurrent=2)
+    return study_at(full, "ema_schedule", arms=ARMS, baseline="0.996->1 linear",
+                    **({} if full else {"seeds": (0, 1)}))  # quick: 2 seeds (5 arms)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,13 @@ import sys
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 
 def make_study(full: bool) -> Study:
-    if full:
-        return Study(name="invariance_coeff_full", base="cjepa_vit_t16", overrides=("run.epochs=100",),
-                     factors={"loss.beta_sim": [0.0, 5.0, 10.0, 25.0, 50.0, 100.0]},
-                     baseline="beta_sim=25.0", seeds=(0, 1, 2), max_concurrent=4, workers_per_trial=8,
-                     use_gpu=True)
-    return Study(name="invariance_coeff", base="cjepa_fmnist_quick",
-                 factors={"loss.beta_sim": [0.0, 5.0, 25.0, 100.0]},
-                 baseline="beta_sim=25.0", seeds=(0, 1), max_concurrent=2)
+    levels = [0.0, 5.0, 10.0, 25.0, 50.0, 100.0] if full else [0.0, 5.0, 25.0, 100.0]
+    return study_at(full, "invariance_coeff", factors={"loss.beta_sim": levels}, baseline="beta_sim=25.0",
+                    **({} if full else {"seeds": (0, 1)}))
 
 
 if __name__ == "__main__":

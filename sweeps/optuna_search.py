@@ -10,6 +10,7 @@ import sys
 
 from cjepa.sweep import Space, Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 SPACE = {
     "loss.beta_vicreg": Space("loguniform", 1e-5, 1e-1),
@@ -21,14 +22,9 @@ SPACE = {
 
 
 def make_study(full: bool) -> Study:
-    if full:
-        return Study(name="optuna_search_full", base="cjepa_vit_t16", overrides=("run.epochs=100",),
-                     search="optuna", space=SPACE, num_samples=64, scheduler="asha", grace_period=10,
-                     metric="knn_target", seeds=(0,), max_concurrent=4, workers_per_trial=8, use_gpu=True,
-                     collapse_std=0.02, collapse_patience=5)
-    return Study(name="optuna_search", base="cjepa_fmnist_quick", search="optuna", space=SPACE, num_samples=6,
-                 scheduler="asha", grace_period=1, metric="knn_target", seeds=(0,), max_concurrent=2,
-                 collapse_std=0.02, collapse_patience=2)
+    return study_at(full, "optuna_search", search="optuna", space=SPACE, num_samples=64 if full else 6,
+                    scheduler="asha", grace_period=10 if full else 1, metric="knn_target", seeds=(0,),
+                    collapse_std=0.02, collapse_patience=5 if full else 2)
 
 
 if __name__ == "__main__":

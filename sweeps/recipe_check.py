@@ -17,6 +17,7 @@ import sys
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import QUICK, study_at
 
 ARMS = {"C-JEPA (recipe)": {}, "I-JEPA (same recipe)": {"loss.beta_vicreg": 0.0}}
 PROTOCOL = ("eval.train_samples=50000", "eval.test_samples=10000", "eval.encoders=[target]", "run.threads=1",
@@ -24,11 +25,11 @@ PROTOCOL = ("eval.train_samples=50000", "eval.test_samples=10000", "eval.encoder
 
 
 def make_study(full: bool) -> Study:
-    if full:  # the same check with 6x the budget: how far the recipe goes when the CPU-minutes are there
-        return Study(name="recipe_check_full", base="cjepa_fmnist_cpu", overrides=(*PROTOCOL, "run.epochs=30"),
-                     arms=ARMS, baseline="I-JEPA (same recipe)", seeds=(0, 1, 2), max_concurrent=2)
-    return Study(name="recipe_check", base="cjepa_fmnist_cpu", overrides=PROTOCOL, arms=ARMS,
-                 baseline="I-JEPA (same recipe)", seeds=(0, 1, 2), max_concurrent=2)
+    # its own scale at both sizes (the CPU recipe on all images, 2 trials at a time); --full: 6x the
+    # epochs, how far the recipe goes when the CPU-minutes are there
+    return study_at(QUICK, "recipe_check_full" if full else "recipe_check", base="cjepa_fmnist_cpu",
+                    overrides=(*PROTOCOL, *(("run.epochs=30",) if full else ())), arms=ARMS,
+                    baseline="I-JEPA (same recipe)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import sys
 
 from cjepa.sweep import Space, Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 # Round 2 (session 4). Round 1 (docs/results/recipe_search.md: 10 trials over pred_blocks,
 # context_target and two_views, beta 1e-3..1, EMA 0.99..0.999, lr 5e-4..5e-3, batch 64..256)
@@ -71,13 +72,12 @@ BUDGET = ("run.epochs=3", "optim.warmup_epochs=0.3", "data.val_samples=2000", "e
 
 
 def make_study(full: bool) -> Study:
+    search = {"search": "optuna", "space": SPACE, "initial_points": INITIAL, "scheduler": "asha",
+              "metric": "knn_target", "seeds": (0,)}
     if full:
-        return Study(name="recipe_search_full", base="cjepa_vit_t16", overrides=("run.epochs=100",), search="optuna",
-                     space=SPACE, initial_points=INITIAL, num_samples=48, scheduler="asha", grace_period=10,
-                     metric="knn_target", seeds=(0,), max_concurrent=4, workers_per_trial=8, use_gpu=True)
-    return Study(name="recipe_search2", base="cjepa_fmnist_cpu", overrides=BUDGET, search="optuna", space=SPACE,
-                 initial_points=INITIAL, num_samples=24, scheduler="asha", grace_period=1, metric="knn_target",
-                 seeds=(0,), max_concurrent=2)
+        return study_at(full, "recipe_search", num_samples=48, grace_period=10, **search)
+    return study_at(full, "recipe_search2", base="cjepa_fmnist_cpu", overrides=BUDGET, num_samples=24,
+                    grace_period=1, **search)  # its own budget: the whole training split, 3 epochs
 
 
 if __name__ == "__main__":

@@ -13,18 +13,13 @@ import sys
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 
 def make_study(full: bool) -> Study:
-    if full:
-        return Study(name="sigreg_coeff_full", base="cjepa_vit_t16",
-                     overrides=("run.epochs=100", "loss.vicreg_mode=sigreg"),
-                     factors={"loss.beta_vicreg": [0.0, 1e-3, 1e-2, 5e-2, 1e-1]},
-                     baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=4, workers_per_trial=8,
-                     use_gpu=True)
-    return Study(name="sigreg_coeff", base="cjepa_fmnist_quick", overrides=("loss.vicreg_mode=sigreg",),
-                 factors={"loss.beta_vicreg": [0.0, 0.01, 0.1, 1.0]},
-                 baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=2)
+    levels = [0.0, 1e-3, 1e-2, 5e-2, 1e-1] if full else [0.0, 0.01, 0.1, 1.0]
+    return study_at(full, "sigreg_coeff", overrides=("loss.vicreg_mode=sigreg",),
+                    factors={"loss.beta_vicreg": levels}, baseline="beta_vicreg=0.0")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 ARMS = {
     "I-JEPA (EMA only)": {"loss.beta_vicreg": 0.0},
@@ -36,13 +37,9 @@ OTHER_READING = {False: {"C-JEPA pred_blocks": {"loss.vicreg_mode": "pred_blocks
 
 
 def make_study(full: bool) -> Study:
-    if full:
-        return Study(name="term_ablation_full", base="cjepa_vit_b16", overrides=("run.epochs=100",),
-                     arms={**ARMS, **OTHER_READING[True]},
-                     baseline="I-JEPA (EMA only)", seeds=(0, 1, 2), max_concurrent=2, workers_per_trial=8,
-                     use_gpu=True)
-    return Study(name="term_ablation", base="cjepa_fmnist_quick", arms={**ARMS, **OTHER_READING[False]},
-                 baseline="I-JEPA (EMA only)", seeds=(0, 1, 2), max_concurrent=2)
+    big = {"base": "cjepa_vit_b16", "max_concurrent": 2} if full else {}  # the paper's Table 3 is ViT-B
+    return study_at(full, "term_ablation", arms={**ARMS, **OTHER_READING[full]}, baseline="I-JEPA (EMA only)",
+                    **big)
 
 
 if __name__ == "__main__":

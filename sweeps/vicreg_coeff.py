@@ -15,17 +15,12 @@ import sys
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
 
 
 def make_study(full: bool) -> Study:
-    if full:
-        return Study(name="vicreg_coeff_full", base="cjepa_vit_t16", overrides=("run.epochs=100",),
-                     factors={"loss.beta_vicreg": [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]},
-                     baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=4, workers_per_trial=8,
-                     use_gpu=True)
-    return Study(name="vicreg_coeff", base="cjepa_fmnist_quick",
-                 factors={"loss.beta_vicreg": [0.0, 0.01, 0.1]},
-                 baseline="beta_vicreg=0.0", seeds=(0, 1, 2), max_concurrent=2)  # >= 3 paired seeds per claim
+    levels = [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2] if full else [0.0, 0.01, 0.1]
+    return study_at(full, "vicreg_coeff", factors={"loss.beta_vicreg": levels}, baseline="beta_vicreg=0.0")
 
 
 if __name__ == "__main__":
