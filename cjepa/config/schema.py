@@ -74,6 +74,10 @@ class LossConfig:
     # equation sums them. True = official.
     variance_halved: bool = True
     projector_dim: int = 0  # 0: the encoder width
+    # True: each branch (each view of two_views, each target block of pred_blocks) goes through the
+    # projector on its own, with its own batch-norm statistics, as VICReg calls its expander once per
+    # view; False: one call over all branches, one set of statistics (the behaviour before 2026-12-07).
+    projector_per_branch: bool = True
     gather_distributed: bool = True  # var/cov statistics over the global batch under DDP
     # vicreg_mode=sigreg (LeJEPA): random directions per step and trapezoid knots on [-t_max, t_max]
     sigreg_projections: int = 256

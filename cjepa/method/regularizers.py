@@ -112,7 +112,10 @@ class PredBlocks(Regularizer):
 
     def embed(self, t: StepTensors, encoder: nn.Module) -> Tensor:
         m, b = t.pred.shape[:2]
-        return self.projector(t.pred.mean(dim=2).reshape(m * b, -1)).view(m, b, -1)
+        pooled = t.pred.mean(dim=2)  # (M, B, D)
+        if self.loss_cfg.projector_per_branch:  # each block its own batch-norm statistics
+            return torch.stack([self.projector(block) for block in pooled])
+        return self.projector(pooled.reshape(m * b, -1)).view(m, b, -1)
 
     def terms(self, z: Tensor) -> VICRegTerms:
         return vicreg_blocks(z.float(), self.loss_cfg)
@@ -148,8 +151,10 @@ class TwoViews(Regularizer):
         if t.images2 is None:
             raise ValueError("two_views: the batch has no second view (images2)")
         ctx2 = encoder(t.images2, t.context_idx)
-        both = self.projector(torch.cat([t.context.mean(dim=1), ctx2.mean(dim=1)]))
-        return both.chunk(2)  # type: ignore[return-value]
+        views = t.context.mean(dim=1), ctx2.mean(dim=1)
+        if self.loss_cfg.projector_per_branch:  # VICReg: the expander once per view, its own statistics
+            return self.projector(views[0]), self.projector(views[1])
+        return self.projector(torch.cat(views)).chunk(2)  # type: ignore[return-value]
 
     def terms(self, embedded: tuple[Tensor, Tensor]) -> VICRegTerms:
         z1, z2 = embedded

@@ -85,3 +85,29 @@ def test_a_new_regulariser_is_one_registered_class(tiny_cfg):
     finally:
         REGULARIZERS.pop("test_mean_norm", None)
         SPECS.pop("test_mean_norm", None)
+
+
+@pytest.mark.parametrize("mode", ["two_views", "pred_blocks"])
+def test_each_branch_gets_its_own_projector_batch_norm(tiny_cfg, mode):
+    """loss.projector_per_branch (default): each view / target block goes through the projector alone,
+    with its own batch-norm statistics, as VICReg's expander; false: one call over all branches."""
+    from cjepa.method.regularizers import StepTensors
+
+    torch.manual_seed(0)
+    reg = CJEPA(tiny_cfg(f"loss.vicreg_mode={mode}")).regularizer
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(8, 5, 32, generator=g), torch.randn(8, 5, 32, generator=g) * 3 + 1  # unlike branches
+    t = StepTensors(step=0, images=torch.zeros(8, 1, 16, 16), images2=torch.zeros(8, 1, 16, 16),
+                    context_idx=torch.zeros(8, 5, dtype=torch.long), context=a, pred=torch.stack([a, b]),
+                    target_out=a)
+
+    def encoder(x, idx):
+        return b
+
+    out = reg.embed(t, encoder)
+    first, second = (out[0], out[1])
+    assert torch.allclose(first, reg.projector(a.mean(dim=1))) and torch.allclose(second, reg.projector(b.mean(dim=1)))
+    reg.loss_cfg.projector_per_branch = False
+    joint = reg.projector(torch.cat([a.mean(dim=1), b.mean(dim=1)]))
+    out = reg.embed(t, encoder)
+    assert torch.allclose(torch.cat([out[0], out[1]]), joint) and not torch.allclose(out[0], first)
