@@ -129,6 +129,11 @@ class DataConfig:
     cache_dir: str = "~/.cache/cjepa"
     crop_scale: tuple[float, float] = (0.3, 1.0)
     hflip: float = 0.0  # probability of a horizontal flip per view (I-JEPA uses none)
+    # VICReg's photometric augmentations, probability per view (view 1, view 2; view 2 exists for the
+    # two_views reading): VICReg uses blur (1.0, 0.1) and solarize (0.0, 0.2); I-JEPA neither
+    # (cjepa/data/photometric.py)
+    blur: tuple[float, float] = (0.0, 0.0)
+    solarize: tuple[float, float] = (0.0, 0.0)
     num_workers: int = 0
     train_subset: int = 0  # 0: the whole training split (less the validation split)
     # The validation split, carved from the training split and never trained on: every study's

@@ -101,6 +101,9 @@ def _validate_data_eval(cfg: Config) -> None:
     if not (0 < lo <= hi <= 1):
         raise ConfigError(f"data.crop_scale={[lo, hi]}: expected 0 < min <= max <= 1")
     _in_range("data.hflip", d.hflip, 0.0, 1.0)
+    for key in ("blur", "solarize"):
+        for p in getattr(d, key):
+            _in_range(f"data.{key}", p, 0.0, 1.0)
     _positive("data.shuffle_window", d.shuffle_window)
     _choice("data.decode", d.decode, DECODERS)
     if d.decode == "device" and d.dataset != "parquet":

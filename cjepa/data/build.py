@@ -37,7 +37,9 @@ def train_dataset(cfg: Any, rank: int, world: int, mask_fn: Callable[[int, int],
 
         split = ShardSplit(split_root(d.root, "train"), limit=d.train_subset, first=d.val_samples)  # data/holdout.py
         return ShardStream(split, m.img_size, d.crop_scale, mean, std, m.in_chans, cfg.run.seed, mask_fn,
-                           two_views=two_views, rank=rank, world_size=world, hflip=d.hflip,
+                           two_views=two_views, rank=rank, world_size=world, hflip=d.hflip, blur=d.blur,
+                           solarize=d.solarize,
                            window=d.shuffle_window, skip_corrupt=d.skip_corrupt, decode=d.decode)
     return StepBatchDataset(load_split(d, "train"), m.img_size, d.crop_scale, mean, std, m.in_chans, cfg.run.seed,
-                            mask_fn, two_views=two_views, rank=rank, world_size=world, hflip=d.hflip)
+                            mask_fn, two_views=two_views, rank=rank, world_size=world, hflip=d.hflip, blur=d.blur,
+                            solarize=d.solarize)

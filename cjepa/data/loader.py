@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from cjepa.data import photometric
 from cjepa.data.datasets import LabeledImages
 from cjepa.data.seeds import derive_seed
-from cjepa.data.transforms import Stat, crop_params, train_views
+from cjepa.data.transforms import Stat, _check, crop_params, normalize, resized_crops
 from cjepa.errors import DataError
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ class StepBatchDataset(Dataset):
 
     def __init__(self, data: LabeledImages | ParquetImages, img_size: int, crop_scale: tuple[float, float],
                  mean: Stat, std: Stat, in_chans: int, seed: int, mask_fn: Callable[[int, int], Any] | None,
-                 two_views: bool = False, rank: int = 0, world_size: int = 1, hflip: float = 0.0) -> None:
+                 two_views: bool = False, rank: int = 0, world_size: int = 1, hflip: float = 0.0,
+                 blur: tuple[float, float] = (0.0, 0.0), solarize: tuple[float, float] = (0.0, 0.0)) -> None:
         chans = int(data.images.shape[1])  # ParquetImages decodes in __getitem__: in the DataLoader workers
         if chans not in (1, in_chans):
             raise DataError(f"the images have {chans} channels but model.in_chans={in_chans}")
@@ -111,7 +113,7 @@ class StepBatchDataset(Dataset):
         self.mean, self.std, self.in_chans = mean, std, in_chans
         self.seed, self.mask_fn, self.two_views = seed, mask_fn, two_views
         self.rank, self.world_size = rank, world_size
-        self.hflip = hflip
+        self.hflip, self.blur, self.solarize = hflip, tuple(blur), tuple(solarize)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -120,16 +122,21 @@ class StepBatchDataset(Dataset):
         """This rank's sampler over the whole split (``lanes`` matters only to the shard stream)."""
         return StepBatchSampler(len(self.data), batch_size, seed, start_step, epochs, self.rank, self.world_size)
 
-    def _view(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _view(self, images: torch.Tensor, g: torch.Generator, which: int = 0) -> torch.Tensor:
+        """View ``which`` (0, 1) of a batch: crop, flip, VICReg's blur / solarisation, normalise; every
+        draw made for the global batch (then this rank's rows), each only when its option is on."""
         n, _, height, width = images.shape
         boxes = crop_params(n * self.world_size, height, width, self.crop_scale, (3 / 4, 4 / 3), g)
         rows = slice(self.rank * n, (self.rank + 1) * n)
-        view = train_views(images, self.img_size, self.crop_scale, self.mean, self.std, g,
-                           self.in_chans, boxes=boxes[rows])
+        _check(images)
+        x = resized_crops(images.to(torch.float32).div_(255.0), boxes[rows], self.img_size)
         if self.hflip > 0:  # drawn only when on: with flips off the stream (and old runs) is unchanged
             flip = (torch.rand(n * self.world_size, generator=g) < self.hflip)[rows]
-            view[flip] = view[flip].flip(-1)
-        return view
+            x[flip] = x[flip].flip(-1)
+        blur, solar = self.blur[which], self.solarize[which]
+        if blur > 0 or solar > 0:
+            x = photometric.apply(x, photometric.draw(n * self.world_size, blur, solar, self.img_size, g)[rows])
+        return normalize(x, self.mean, self.std, self.in_chans)
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         step, idx = key
@@ -138,7 +145,7 @@ class StepBatchDataset(Dataset):
         g = torch.Generator().manual_seed(derive_seed(self.seed, _AUG_TAG, step))
         out: dict[str, Any] = {"step": step, "images": self._view(images, g)}
         if self.two_views:
-            out["images2"] = self._view(images, g)  # the generator moved on: an independent crop
+            out["images2"] = self._view(images, g, 1)  # the generator moved on: an independent crop
         out["labels"] = self.data.labels[idx]
         if self.mask_fn is not None:
             out["masks"] = rank_masks(self.mask_fn, int(idx.shape[0]), step, self.rank, self.world_size)

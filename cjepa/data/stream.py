@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from cjepa.data import shard_order
+from cjepa.data import photometric, shard_order
 from cjepa.data.decode import crop_boxes, crop_resize, eval_crop, open_image
 from cjepa.data.decode_cuda import decode_views, encoded_tensors
 from cjepa.data.loader import rank_masks
@@ -173,12 +173,14 @@ class ShardStream(Dataset):
     def __init__(self, split: ShardSplit, img_size: int, crop_scale: tuple[float, float], mean: Stat, std: Stat,
                  in_chans: int, seed: int, mask_fn: Callable[[int, int], Any] | None, two_views: bool = False,
                  rank: int = 0, world_size: int = 1, hflip: float = 0.0, window: int = 2,
-                 skip_corrupt: bool = False, decode: str = "workers") -> None:
+                 skip_corrupt: bool = False, decode: str = "workers", blur: tuple[float, float] = (0.0, 0.0),
+                 solarize: tuple[float, float] = (0.0, 0.0)) -> None:
         if split.channels not in (1, in_chans):
             raise DataError(f"{split.root}: the images have {split.channels} channels but model.in_chans={in_chans}")
         self.split, self.img_size, self.crop_scale = split, img_size, tuple(crop_scale)
         self.mean, self.std, self.in_chans, self.seed = mean, std, in_chans, seed
         self.mask_fn, self.two_views, self.hflip = mask_fn, two_views, hflip
+        self.photo = tuple(zip(blur, solarize))  # per view: (blur, solarize) probabilities
         self.rank, self.world_size, self.window, self.skip_corrupt = rank, world_size, window, skip_corrupt
         self.cache = ShardWindowCache(split, 2 * (window + 1))
         self.on_device = decode == "device"
@@ -194,10 +196,14 @@ class ShardStream(Dataset):
         return StreamSampler(self.split, batch_size, seed, start_step, epochs, self.rank, self.world_size, lanes,
                              self.window)
 
-    def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
+    def normalize(self, images_u8: torch.Tensor, photo: torch.Tensor | None = None) -> torch.Tensor:
         """The last step, on whatever device the batch is on (the GPU in training): uint8 -> float,
-        normalised with the split's statistics, grey repeated to ``in_chans``."""
-        return normalize(images_u8.to(torch.float32).div_(255.0), self.mean, self.std, self.in_chans)
+        VICReg's blur / solarisation where drawn (``photo``), normalised with the split's
+        statistics, grey repeated to ``in_chans``."""
+        x = images_u8.to(torch.float32).div_(255.0)
+        if photo is not None:
+            x = photometric.apply(x, photo)
+        return normalize(x, self.mean, self.std, self.in_chans)
 
     def finish_on_device(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
         """What the trainer calls once the batch is on its device: decode there (``data.decode=device``),
@@ -207,7 +213,7 @@ class ShardStream(Dataset):
                 jpeg, boxes, flips = batch.pop(f"{key}_jpeg"), batch.pop(f"{key}_boxes"), batch.pop(f"{key}_flips")
                 batch[key] = decode_views(jpeg, boxes, flips, self.img_size, self.split.channels, device)
             if key in batch:
-                batch[key] = self.normalize(batch[key])
+                batch[key] = self.normalize(batch[key], batch.pop(f"{key}_photo", None))
         return batch
 
     def _draw(self, opened: list[Image.Image], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -220,10 +226,13 @@ class ShardStream(Dataset):
     def _view(self, key: str, encoded: list[bytes], rows: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
         opened = [open_image(b) for b in encoded]
         boxes, flips = self._draw(opened, rng)
+        blur, solar = self.photo[1 if key == "images2" else 0]
+        extra = ({f"{key}_photo": photometric.draw(len(opened), blur, solar, self.img_size, rng)}
+                 if blur > 0 or solar > 0 else {})  # applied on the device, in finish_on_device
         if self.on_device:
             return {f"{key}_jpeg": encoded_tensors(encoded), f"{key}_boxes": torch.from_numpy(boxes),
-                    f"{key}_flips": torch.from_numpy(flips)}
-        return {key: self._views(opened, boxes, flips, rows)}
+                    f"{key}_flips": torch.from_numpy(flips), **extra}
+        return {key: self._views(opened, boxes, flips, rows), **extra}
 
     def _views(self, opened: list[Image.Image], boxes: np.ndarray, flips: np.ndarray,
                rows: np.ndarray) -> torch.Tensor:

@@ -203,3 +203,20 @@ def test_uris_go_through_the_same_filesystem_layer(many_shards: Path) -> None:
     assert by_uri.num_rows == 1500 and by_uri.read(3)[1].tolist() == ShardSplit(str(many_shards)).read(3)[1].tolist()
     with pytest.raises(DataError, match="nope://bucket/x: pyarrow cannot open this URI"):
         ShardSplit("nope://bucket/x")
+
+
+def test_vicreg_photometric_on_the_stream_is_applied_on_the_device(many_shards: Path) -> None:
+    """data.blur / data.solarize on the shard stream: drawn in the worker after the crops (view 1 and
+    its crops unchanged), applied in finish_on_device where the batch becomes float."""
+    def stream(solarize: tuple[float, float]) -> ShardStream:
+        return ShardStream(ShardSplit(str(many_shards)), 16, (0.3, 1.0), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 3,
+                           seed=3, mask_fn=None, two_views=True, solarize=solarize)
+
+    key = (4, torch.arange(16))
+    plain, vicreg = stream((0.0, 0.0))[key], stream((0.0, 1.0))[key]
+    assert torch.equal(plain["images2"], vicreg["images2"]) and "images2_photo" in vicreg  # uint8 crops: the same
+    a = stream((0.0, 0.0)).finish_on_device(plain, torch.device("cpu"))
+    b = stream((0.0, 1.0)).finish_on_device(vicreg, torch.device("cpu"))
+    assert torch.equal(a["images"], b["images"]) and "images2_photo" not in b
+    x = a["images2"] * 0.25 + 0.5  # back to [0, 1]
+    assert torch.allclose(b["images2"] * 0.25 + 0.5, torch.where(x >= 0.5, 1 - x, x), atol=1e-6)
