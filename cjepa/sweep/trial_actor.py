@@ -53,10 +53,15 @@ def train_in_trial_actor(cfg: Config, tracking: dict[str, Any] | None, name: str
     run_cfg = copy.deepcopy(user_cfg)
     run_dir = worker_run_dir(name, 0)
     restore_run_dir(run_dir, tune.get_checkpoint())
+    out = Path(user_cfg.run.output_dir)
+    if (out / CHECKPOINT_NAME).is_file():
+        # Exported only when the trial finished: its last state. A driver killed before Tune's experiment
+        # state (saved every >= 10 s) recorded the trial as done restores it with an older checkpoint or
+        # none, which re-trained it and opened a second MLflow run (bench/study_load.py, docs/study_load.md).
+        export_run(out, run_dir)
     run_cfg.run.output_dir = str(run_dir)
     run_cfg.run.resume = True  # a retry continues from the checkpoint just restored
     reporters = [*main_reporters(user_cfg, tracking, run_name=name), TuneReporter()]  # Grafana's label: the trial
-    out = Path(user_cfg.run.output_dir)
     try:
         train_telling_reporters(run_cfg, reporters)
     except BaseException:  # failed, or ended by ASHA / the stopper: its epochs complete the results table
