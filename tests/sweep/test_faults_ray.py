@@ -123,7 +123,8 @@ def test_workers_killed_mid_epoch_and_mid_checkpoint_finish_equal_to_an_uninterr
         assert run.info.status == "FINISHED"
         for key, value in ref_runs[seed].data.metrics.items():
             history = client.get_metric_history(run.info.run_id, key)
-            assert sorted(m.step for m in history) == [1, 2, 3], (seed, key, [m.step for m in history])
+            once = [3] if key.startswith("test_") else [1, 2, 3]  # the test split: scored once, at the last epoch
+            assert sorted(m.step for m in history) == once, (seed, key, [m.step for m in history])
             if key not in {"img_per_s", "epoch_time_s", "eval_time_s", "train_cpu_min"}:
                 assert run.data.metrics[key] == value, (seed, key)
 
