@@ -48,9 +48,11 @@ def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
         lines += ["", "On the test split, scored once at the end of each completed trial (never selected on):", "",
                   _table([r for r in finals if r.get(tests[0]) is not None], tests, study)]
     lines += _gain_lines(finals)
-    if any(r.get(f"{p}_knn_acc") is not None for r in finals for p in ("raw", "rand")):
-        lines += ["", "raw pixels: the probes on the pixels themselves; random-init encoder: the encoder exactly "
-                  "as initialised (same seed); both on the same evaluation subsets."]
+    words = {"raw": "raw pixels: the probes on the pixels themselves",
+             "rand": "random-init encoder: the encoder exactly as initialised (same seed)"}
+    shown = [text for p, text in words.items() if any(r.get(f"{p}_knn_acc") is not None for r in finals)]
+    if shown:
+        lines += ["", "; ".join(shown) + "; on the same evaluation subsets."]
     return "\n".join(lines)
 
 
