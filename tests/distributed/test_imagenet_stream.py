@@ -91,7 +91,8 @@ def ray_local():
     yield
 
 
-OVERRIDES = ["data.dataset=parquet", "model.img_size=64", "model.patch_size=8", "model.in_chans=3",
+OVERRIDES = ["data.dataset=parquet", "data.val_samples=0", "model.img_size=64", "model.patch_size=8",
+             "model.in_chans=3",
              "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.pred_embed_dim=16",
              "model.pred_depth=1", "mask.target_scale=[0.1,0.15]", "mask.min_keep=4", "optim.batch_size=32",
              "optim.warmup_epochs=0.5", "run.epochs=2", "run.threads=1", "run.precision=fp32", "run.log_every=1",
@@ -128,7 +129,7 @@ def test_convert_train_two_workers_kill_and_resume(shards: Path, ray_local, tmp_
 
 def test_full_dry_run_lists_trials_on_the_shards(shards: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, str(REPO / "sweeps" / "vicreg_coeff.py"), "--full", "--dry-run", "--storage",
-           str(tmp_path / "results"), f"data.root={shards}"]
+           str(tmp_path / "results"), "data.val_samples=40", f"data.root={shards}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "study vicreg_coeff_full: 6 arms x 3 seeds" in proc.stdout
