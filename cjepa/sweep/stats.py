@@ -52,14 +52,20 @@ def paired_difference(arm: dict[int, float], baseline: dict[int, float], confide
     return mean_ci([arm[s] - baseline[s] for s in seeds], confidence)
 
 
+def by_arm_and_seed(final: Sequence[dict]) -> dict[str, dict[int, dict]]:
+    """arm -> seed -> its final row (the pairing every interval here is taken over)."""
+    arms: dict[str, dict[int, dict]] = {}
+    for row in final:
+        arms.setdefault(row["arm"], {})[int(row["seed"])] = row
+    return arms
+
+
 def summarize(final: Sequence[dict], metrics: Sequence[str], baseline: str | None) -> list[dict]:
     """Per arm: ``{arm, n, <metric>: Interval, <metric>_diff: Interval|None}`` from final rows.
 
     ``final`` holds one row per trial with keys ``arm``, ``seed`` and the metrics.
     """
-    arms: dict[str, dict[int, dict]] = {}
-    for row in final:
-        arms.setdefault(row["arm"], {})[int(row["seed"])] = row
+    arms = by_arm_and_seed(final)
     out = []
     for name, by_seed in arms.items():
         entry: dict = {"arm": name, "n": len(by_seed)}
@@ -154,9 +160,7 @@ def gains_over_random_init(final: Sequence[dict], metrics: Sequence[str]) -> lis
     """Per arm and read-out: the seed-paired gain over the same network at its random initialisation
     (``rand_*``, same seed, same read-out): whether training taught the encoder anything that read-out
     can see. ``{arm, n, <metric>: Interval}``."""
-    arms: dict[str, dict[int, dict]] = {}
-    for row in final:
-        arms.setdefault(row["arm"], {})[int(row["seed"])] = row
+    arms = by_arm_and_seed(final)
     out = []
     for name, by_seed in arms.items():
         entry: dict = {"arm": name, "n": len(by_seed)}
