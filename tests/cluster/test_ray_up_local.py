@@ -55,8 +55,9 @@ def _study_arms() -> list[str]:
 
 ARMS = _study_arms()
 # The tests' tiny ViT on sklearn digits (tests/sweep/tiny_study.yaml), one epoch: ~20 s of training per trial.
-TINY = ["data.dataset=digits", "data.train_subset=0", "data.val_samples=200", "model.img_size=16", "model.patch_size=2", "model.in_chans=1",
-        "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.pred_embed_dim=16", "model.pred_depth=1",
+TINY = ["data.dataset=digits", "data.train_subset=0", "data.val_samples=200",
+        "model.img_size=16", "model.patch_size=2", "model.in_chans=1", "model.embed_dim=32", "model.depth=2",
+        "model.num_heads=2", "model.pred_embed_dim=16", "model.pred_depth=1",
         "mask.num_targets=4", "mask.target_scale=[0.1,0.15]", "mask.min_keep=4", "optim.batch_size=64",
         "eval.every=1", "eval.train_samples=300", "eval.test_samples=200", "eval.linear_epochs=10", "run.epochs=1",
         "run.log_every=1000"]
