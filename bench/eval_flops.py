@@ -7,8 +7,8 @@ an epoch of masked training steps. Counting both (``torch.utils.flop_counter.Flo
 the matmuls and attention that dominate) says what share a preset's protocol implies when the
 evaluation runs as efficiently per FLOP as training, before any timing, on any machine.
 
-Counted with the explicit attention kernel (the counter has no formula for the CPU SDPA kernel
-and would count attention as 0); fp32 (autocast does not change the count). What is counted:
+Counted by ``cjepa.benchmarking.flops.count_flops`` (attention included: SDPA is forced onto its
+counted math backend); fp32 (autocast does not change the count). What is counted:
 ``steps`` training steps (forward of context encoder, predictor, target encoder
 and regulariser, backward, AdamW, EMA; the context length varies with the mask, so several steps
 are averaged) times the epoch's steps; and one ``Evaluator.evaluate`` (pooled features of each
@@ -31,76 +31,14 @@ per-epoch protocol; probes on pooled features are negligible at this size).
 from __future__ import annotations
 
 import argparse
-import copy
-import sys
 import tempfile
 from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from cjepa.config import Config, load_config
-from cjepa.data import StepBatchSampler, load_split
-from cjepa.engine.evaluation import Evaluator
-from cjepa.engine.step import build_optimizer, train_step
+from cjepa.benchmarking.flops import evaluation_flops, simulated_evaluation_flops, train_epoch_flops
+from cjepa.config import load_config
 from cjepa.errors import CJepaError
-from cjepa.masks import Masks
-from cjepa.method import CJEPA
-from cjepa.model.attention import set_attention
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
-from step_data import make_batches  # noqa: E402  (the step benchmark's batches and masks)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def flops(fn) -> int:
-    """Floating-point operations of ``fn()`` as torch's FLOP counter sees them."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
-def counted_model(cfg: Config) -> CJEPA:
-    """The method with the explicit attention kernel: the FLOP counter has no formula for PyTorch's
-    CPU SDPA kernel (it would count attention as 0), and explicit matmuls are counted exactly."""
-    torch.manual_seed(cfg.run.seed)
-    model = CJEPA(cfg)
-    set_attention(model, "math")
-    return model
-
-
-def train_epoch_flops(cfg: Config, steps: int, images: int = 0) -> tuple[float, int]:
-    """(FLOPs of one training epoch, steps per epoch), averaged over the first ``steps`` batches;
-    ``images > 0``: an epoch of that many images (simulated, no data read)."""
-    model = counted_model(cfg)
-    optimizer = build_optimizer(model, cfg.optim)
-    n = images or len(load_split(cfg.data, "train").labels)
-    per_epoch = StepBatchSampler(n, cfg.optim.batch_size, cfg.run.seed).steps_per_epoch
-    total = 0
-    for i, b in enumerate(make_batches(cfg, cfg.optim.batch_size, steps, "random", cfg.run.seed)):
-        batch = {"step": i, "images": b.images, "images2": b.images2,
-                 "labels": torch.zeros(len(b.images), dtype=torch.long), "masks": Masks(b.context, b.targets)}
-        total += flops(lambda batch=batch: train_step(model, optimizer, batch, cfg.optim.lr,
-                                                      cfg.optim.weight_decay, 0.99))
-    return total / steps * per_epoch, per_epoch
-
-
-def evaluation_flops(cfg: Config) -> float:
-    """FLOPs of one per-epoch evaluation (``Evaluator.evaluate``), baselines excluded (cached)."""
-    cfg = copy.deepcopy(cfg)  # the caller's config stays as given
-    cfg.eval.raw_baseline = cfg.eval.random_baseline = False
-    model = counted_model(cfg)
-    evaluator = Evaluator(cfg, torch.device("cpu"), autocast_dtype=None)
-    return float(flops(lambda: evaluator.evaluate(model)))
-
-
-def simulated_evaluation_flops(cfg: Config) -> float:
-    """One per-epoch evaluation without data: forward FLOPs of one image x its images x encoders."""
-    model = counted_model(cfg)
-    x = torch.randn(1, cfg.model.in_chans, cfg.model.img_size, cfg.model.img_size)
-    per_image = flops(lambda: model.target(x))
-    return float(per_image * (cfg.eval.train_samples + cfg.data.val_samples) * len(cfg.eval.encoders))
 
 
 def main() -> None:

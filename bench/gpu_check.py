@@ -3,29 +3,28 @@
 Why one script: GPU time is lent rarely and briefly (about 15 minutes, all tries together), so
 everything that can only be learnt on a GPU runs in one call of at most 8 minutes and leaves one
 JSON of figures: (a) ``pytest -m gpu`` (tests/gpu); (b) C-JEPA and I-JEPA training-step images/s
-at ViT-B/16 224 px in bf16, eager and ``torch.compile``d, peak memory and MFU (bench/gpu_check_step.py,
-FLOPs from bench/gpu_check_flops.py); (c) the shard stream's images/s with JPEG decode in the
-loader workers (Pillow) vs on the GPU (nvJPEG, ``data.decode=device``), and nvJPEG alone
-(bench/gpu_check_data.py); (d) a 2-epoch ``cjepa train --workers 1 --use-gpu`` through Ray Train on
-shards of ImageNet-like photo crops (500x375 JPEGs). Every stage has its own time limit (and all share
-``--budget-s``); on a GPU each runs in its own process, killed at its limit, so a hang, an OOM or
-a crash is recorded in the JSON and the next stage still runs. The JSON is rewritten after every
-stage, so a run killed from outside still leaves the stages it finished.
+at ViT-B/16 224 px in bf16, eager and ``torch.compile``d, peak memory and MFU (FLOPs from
+``cjepa.benchmarking.flops``); (c) the shard stream's images/s with JPEG decode in the loader
+workers (Pillow) vs on the GPU (nvJPEG, ``data.decode=device``), and nvJPEG alone; (d) a 2-epoch
+``cjepa train --workers 1 --use-gpu`` through Ray Train on shards of ImageNet-like photo crops
+(500x375 JPEGs). Every stage has its own time limit (and all share ``--budget-s``); on a GPU each
+runs in its own process, killed at its limit, so a hang, an OOM or a crash is recorded in the JSON
+and the next stage still runs. The JSON is rewritten after every stage, so a run killed from
+outside still leaves the stages it finished.
 
 ``--dry-run`` runs every stage on the CPU at tiny sizes, in this process (a tiny ViT, a few
 steps, no compile unless ``--compile``); stage (d) is only validated and planned: Ray is never
 started. The same JSON keys come out, with ``"dry_run": true``; tests/bench/test_gpu_check.py
-runs it. Usage: ``python bench/gpu_check.py --out $OUT/gpu_check.json``.
+runs it. The stages themselves: ``cjepa.benchmarking.gpu_stages``. Usage:
+``python bench/gpu_check.py --out $OUT/gpu_check.json`` (on a machine where cjepa is not installed,
+e.g. the lent GPU machine with a copy of the working tree: ``PYTHONPATH=. python3 bench/gpu_check.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,19 +34,10 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check_stages import (  # noqa: E402  (bench/ is not a package: the path goes first)
-    ISOLATED,
-    LIMITS,
-    REPO,
-    RESULT_KEYS,
-    STAGES,
-    SkipStage,
-    StageTimeout,
-    run_subprocess,
-    time_limit,
-    write_json,
-)
+from cjepa.benchmarking.flops import peak_tflops
+from cjepa.benchmarking.gpu_stages import ISOLATED, LIMITS, RESULT_KEYS, STAGES, VARIANT_KEYS, SkipStage
+from cjepa.benchmarking.machine import machine_info
+from cjepa.benchmarking.processes import TimeLimit, run_command, time_limit, write_json
 
 SCHEMA = "cjepa.gpu_check/1"
 SKIP_KEY = "__skipped__"  # how an isolated stage's process says SkipStage
@@ -57,9 +47,7 @@ GOAL_MFU, GOAL_VICREG_OVERHEAD = 0.40, 0.03
 def skeleton(name: str) -> dict[str, Any]:
     """The results keys of a stage, all None: what a stage that did not run reports."""
     if name.startswith("step_"):
-        from gpu_check_step import empty_variant
-
-        return {v: {**empty_variant(), "error": None} for v in ("cjepa", "ijepa")}
+        return {v: {**dict.fromkeys(VARIANT_KEYS), "error": None} for v in ("cjepa", "ijepa")}
     return dict.fromkeys(RESULT_KEYS[name])
 
 
@@ -82,13 +70,13 @@ def run_stage(name: str, args: argparse.Namespace, argv: Sequence[str], limit: f
             out.unlink(missing_ok=True)
             cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--stage", name, "--stage-out", str(out),
                    "--workdir", args.workdir, "--shards", args.shards or ""]
-            run = run_subprocess(cmd, limit, Path(args.workdir) / f"stage_{name}.log")
+            run = run_command(cmd, Path(args.workdir) / f"stage_{name}.log", limit)
             if out.exists():
                 results = json.loads(out.read_text())
             if SKIP_KEY in results:
                 raise SkipStage(results.pop(SKIP_KEY))
             if run["timed_out"]:
-                raise StageTimeout(f"ran past its {limit:.0f} s limit")
+                raise TimeLimit(f"ran past its {limit:.0f} s limit")
             if run["returncode"] != 0:
                 raise RuntimeError(f"exited with {run['returncode']}: {run['log_tail'][-800:]}")
         else:
@@ -99,7 +87,7 @@ def run_stage(name: str, args: argparse.Namespace, argv: Sequence[str], limit: f
             record.update(status="failed", error="; ".join(errs)[:2000])
     except SkipStage as exc:
         record.update(status="skipped", error=str(exc))
-    except StageTimeout as exc:
+    except TimeLimit as exc:
         record.update(status="timeout", error=str(exc))
     except Exception as exc:  # recorded; the next stage still runs
         record.update(status="failed", error=f"{type(exc).__name__}: {str(exc)[:2000]}")
@@ -114,28 +102,18 @@ def run_stage(name: str, args: argparse.Namespace, argv: Sequence[str], limit: f
 
 
 def meta(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    import timm
-    from gpu_check_flops import peak_tflops
-
+    """The machine (``cjepa.benchmarking.machine``), the chip's peak and the run's settings."""
     cuda = torch.cuda.is_available()
-    name = torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu"
+    info = machine_info()
+    name = info["gpu"] if cuda else info["cpu"]
     if not args.dry_run or args.peak_tflops is not None:
         args.peak, source = peak_tflops(name, args.peak_tflops)
     else:
         args.peak, source = None, "dry run: pass --peak-tflops for an MFU figure"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "command": "python bench/gpu_check.py " + " ".join(argv), "git_commit": commit,
-            "device": name if cuda and not args.dry_run else "cpu", "device_name": name, "cuda_available": cuda,
-            "gpu_count": torch.cuda.device_count() if cuda else 0, "cuda": torch.version.cuda,
-            "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "peak_tflops": args.peak, "peak_source": source,
-            "budget_s": args.budget_s, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-            "workdir": args.workdir}
+    return {"command": "python bench/gpu_check.py " + " ".join(argv), **info,
+            "device": name if cuda and not args.dry_run else "cpu", "device_name": name,
+            "peak_tflops": args.peak, "peak_source": source, "budget_s": args.budget_s,
+            "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "workdir": args.workdir}
 
 
 def summary(stages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cjepa.benchmarking.machine import machine_info
+
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("knn_target", "linear_target", "knn_context", "linear_context", "target_eff_rank", "loss_jepa")
 PRECISIONS = ("fp32", "bf16")
@@ -85,7 +87,7 @@ def main() -> None:
               f"  diff {r['diff'].fmt(scale, digits):>14s}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"preset": args.preset, "seeds": args.seeds, "overrides": args.override,
+        payload = {"machine": machine_info(), "preset": args.preset, "seeds": args.seeds, "overrides": args.override,
                    "runs": {f"{k[0]}-s{k[1]}": v for k, v in runs.items()},
                    "rows": [{**r, "fp32": vars(r["fp32"]), "bf16": vars(r["bf16"]), "diff": vars(r["diff"]),
                              "per_seed": {p: {str(s): v for s, v in d.items()} for p, d in r["per_seed"].items()}}

@@ -10,9 +10,9 @@ Goal: ``b_ray / b_bare - 1 <= 5 %``.
 
 Both paths run as the command a user types, each in a fresh process (the bare engine inside
 this driver process ran at another speed than in a fresh one, so in-process timing would
-compare process states, not code). Measurement (bench/README.md rules): fixed torch threads
-(``run.threads`` and ``OMP_NUM_THREADS``), rounds that time all four variants in a rotated
-order, medians over rounds, and the ratio computed per round. The Ray commands connect to one
+compare process states, not code). Measurement (bench/README.md rules, ``cjepa.benchmarking.timing``):
+fixed torch threads (``run.threads`` and ``OMP_NUM_THREADS``), rounds that time all four variants
+in a rotated order, medians [min-max] over rounds, and the ratio computed per round. The Ray commands connect to one
 local cluster started here (``RAY_ADDRESS``); its ``ray.init`` is reported on its own line, since
 ``cjepa train --workers`` on a laptop pays it once per command. Every run has its own
 ``run.output_dir`` and so its own experiment name: none resumes another. Evaluation and MLflow
@@ -25,10 +25,8 @@ are off (identical rank-0 work in both paths). Both paths checkpoint every epoch
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from cjepa.benchmarking import timing
+from cjepa.benchmarking.machine import load_average, machine_info, machine_line
+from cjepa.benchmarking.timing import spread
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = ["data.train_subset=2560", "eval.every=0", "run.log_every=1000000"]
@@ -91,48 +93,45 @@ def summarise(rows: list[dict[str, Any]], short: int, long: int) -> dict[str, An
     return {"per_round": per_round, "median": med}
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):7.2f} s ({min(values):.2f}-{max(values):.2f})"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.long <= args.short:
         sys.exit("--long must be larger than --short")
     import ray
-    import torch
 
     busy = subprocess.run(["pgrep", "-af", "cjepa train"], capture_output=True, text=True).stdout.strip()
     if busy:
         print(f"WARNING: other training processes are running; numbers will be noisy:\n{busy}\n")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before ray.init: the workers inherit it
-    load_before = os.getloadavg()
+    machine = machine_info()
     t0 = time.perf_counter()
     ray.init(num_cpus=max(args.threads, 1), log_to_driver=False)
     init_s = time.perf_counter() - t0
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
 
     rows: list[dict[str, Any]] = []
-    variants = [("bare", args.short), ("bare", args.long), ("ray", args.short), ("ray", args.long)]
     with tempfile.TemporaryDirectory(prefix="cjepa-bench-ray-") as tmp:
-        for rnd in range(args.rounds):
-            order = variants[rnd % len(variants):] + variants[:rnd % len(variants)]
-            for path, epochs in order:
+        def variant(path: str, epochs: int):
+            def run(rnd: int) -> float:
                 out = Path(tmp) / f"r{rnd}-{path}-{epochs}"
                 cmd = command(args, path, epochs, out, Path(tmp) / "ray")
                 secs = timed_run(cmd, env if path == "ray" else {k: v for k, v in env.items() if k != "RAY_ADDRESS"},
                                  Path(tmp) / f"{out.name}.log")
                 rows.append({"round": rnd, "path": path, "epochs": epochs, "seconds": secs,
                              "epoch_time_s": epoch_seconds(out)})
-                print(f"round {rnd} {path:4s} {epochs} epoch(s): {secs:7.2f} s", flush=True)
+                return secs
+            return run
+
+        timing.interleaved({f"{p} {e} epoch(s)": variant(p, e) for p, e in (("bare", args.short), ("bare", args.long),
+                                                                             ("ray", args.short), ("ray", args.long))},
+                           args.rounds, lambda s: print(s, flush=True), " s")
     ray.shutdown()
 
     summary = summarise(rows, args.short, args.long)
     med = summary["median"]
-    print(f"\n{platform.node()}  {os.cpu_count()} cores  torch {torch.__version__}  ray {ray.__version__}  "
-          f"threads {args.threads}  {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"\n{machine_line(machine)}, threads {args.threads}")
     print(f"config {args.config} + {DEFAULTS + args.overrides}")
-    print(f"load average (1/5/15 min) before {load_before}, after {os.getloadavg()}")
+    print(f"load average (1/5/15 min) before {machine['load_avg']}, after {load_average()}")
     print(f"ray.init (local cluster, once per process): {init_s:.2f} s\n")
     print(f"| path | {args.short} epoch(s) | {args.long} epochs | engine epoch_time_s | fixed a | per epoch b |")
     print("|---|---|---|---|---|---|")
@@ -140,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         t = {e: [row["seconds"] for row in rows if row["path"] == path and row["epochs"] == e]
              for e in (args.short, args.long)}
         ep = [s for row in rows if row["path"] == path for s in row["epoch_time_s"]]
-        print(f"| {path} | {_spread(t[args.short])} | {_spread(t[args.long])} | {statistics.median(ep):.2f} s | "
+        print(f"| {path} | {spread(t[args.short]).fmt(2)} s | {spread(t[args.long]).fmt(2)} s | "
+              f"{statistics.median(ep):.2f} s | "
               f"{med['a_' + path]:.2f} s | {med['b_' + path]:.2f} s |")
     ratios = ", ".join(f"{row['b_ratio']:.3f}" for row in summary["per_round"])
     print(f"\nper-epoch overhead of Ray Train: {100 * (med['b_ratio'] - 1):+.1f} % (median of per-round "
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           "command without a running cluster)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"ray_init_s": init_s, "rows": rows, **summary}, indent=1))
+        args.json.write_text(json.dumps({"machine": machine, "ray_init_s": init_s, "rows": rows, **summary}, indent=1))
     return 0
 
 

@@ -9,29 +9,23 @@ so that a comparison of *methods* is not confounded by a slow *implementation*.
 
 What one "step" is, for every variant: target-encoder forward on the full image (no grad),
 context-encoder + predictor forward, loss, backward, AdamW step, EMA update of the target.
-Everything that is not the step (data loading, augmentation, mask drawing) is prepared before the
-clock starts, and every variant consumes the *same* batches: the same images (random normal
-tensors by default, or real Fashion-MNIST crops with ``--data fashion_mnist``) and the same
-multi-block mask index tensors from ``cjepa.masks.MultiBlockMaskGenerator``.
+Everything else (data, augmentation, mask drawing) is prepared before the clock starts, and every
+variant consumes the *same* batches (``cjepa.benchmarking.steps.make_batches``).
 
-Measurement (bench/step_stats.py): all variants live in one process with a fixed torch thread
-count; each round times ``--steps`` steps of every variant in a rotated order, and ratios are
-computed per round. The official I-JEPA modules are imported from a local clone given by
-``--ijepa-src DIR`` (or ``$CJEPA_IJEPA_SRC``; bench/step_official.py), never vendored. lightly runs
-from a separate venv (``bench/.venv-lightly``, bench/README.md): started with a python that cannot
-import lightly, this script re-executes itself under that venv's python when it exists.
-
-Run ``python bench/step_throughput.py --help`` for the options.
+Measurement (``cjepa.benchmarking.timing``): all variants in one process with a fixed torch thread
+count, interleaved rounds of ``--steps`` steps each, ratios per round, medians with their min-max
+range and the 95 % CI of the median ratio. The official modules come from a local clone
+(``--ijepa-src DIR`` or ``$CJEPA_IJEPA_SRC``; ``cjepa.benchmarking.official_ijepa``), never
+vendored. lightly runs from a separate venv (``bench/.venv-lightly``, bench/README.md): started
+with a python that cannot import lightly, this script re-executes itself under that venv's python.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import os
-import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,21 +33,24 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
-
-from step_breakdown import profile_variants, vicreg_breakdown  # noqa: E402
-from step_data import Batch, Variant, make_batches  # noqa: E402,F401  (make_batches: bench/gpu_check_step.py)
-from step_stats import run_rounds, summarise, table, verdict  # noqa: E402
-from step_variants import ALL_VARIANTS, DEFAULT_VARIANTS, LIGHTLY, OFFICIAL, OFFICIAL_BF16, build  # noqa: E402
+from cjepa.benchmarking import breakdown, timing
+from cjepa.benchmarking.machine import machine_info, machine_line
+from cjepa.benchmarking.steps import LEVERS, OURS, Batch, Variant, build_ours, make_batches
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "cjepa_fmnist_cpu.yaml"
-VENV = REPO / "bench" / ".venv-lightly"
-VENV_PYTHON = VENV / "bin" / "python"
-REEXEC_ENV = "CJEPA_BENCH_REEXECUTED"
-IJEPA_ENV = "CJEPA_IJEPA_SRC"
-VENV_HINT = (f"python -m venv --system-site-packages {VENV.relative_to(REPO)} && "
-             f"{VENV.relative_to(REPO)}/bin/pip install -r bench/requirements-lightly.txt")
+VENV_PYTHON = REPO / "bench" / ".venv-lightly" / "bin" / "python"
+REEXEC_ENV, IJEPA_ENV = "CJEPA_BENCH_REEXECUTED", "CJEPA_IJEPA_SRC"
+VENV_HINT = ("python -m venv --system-site-packages bench/.venv-lightly && "
+             "bench/.venv-lightly/bin/pip install -r bench/requirements-lightly.txt")
+LIGHTLY = ("lightly_timm", "lightly_tv")
+OFFICIAL, OFFICIAL_BF16 = "official_ijepa", "official_ijepa_bf16"  # the bf16 one: train.py's autocast branch
+ALL_VARIANTS = (*OURS, *LEVERS, OFFICIAL, OFFICIAL_BF16, *LIGHTLY)
+DEFAULT_VARIANTS = ("cjepa", "ijepa", "ijepa_bf16", OFFICIAL, OFFICIAL_BF16, *LIGHTLY)
+# Ratio columns: key -> reference variant (the row's images/s over the reference's, per round).
+REFERENCES = {"vs_ijepa": "ijepa", "vs_official": OFFICIAL, "vs_official_bf16": OFFICIAL_BF16,
+              "vs_lightly": "lightly_timm", "vs_lightly_tv": "lightly_tv"}
+OFFICIAL_GOAL, VICREG_GOAL_PCT = 1.3, 3.0  # issue 14: ours >= 1.3x official; pred_blocks <= 3 % slower
 # --dry-run: every chosen variant at toy sizes, one step per round, two rounds (the plumbing only).
 DRY_RUN = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2", "model.pred_embed_dim=16",
            "model.pred_depth=1"]
@@ -73,7 +70,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help=f"comma list from {', '.join(ALL_VARIANTS)}; 'all' for every one")
     p.add_argument("--ijepa-src", type=Path, default=os.environ.get(IJEPA_ENV) or None,
-                   help=f"a local clone of facebookresearch/ijepa for the {OFFICIAL} variant (default ${IJEPA_ENV})")
+                   help=f"a local clone of facebookresearch/ijepa for the {OFFICIAL} variants (default ${IJEPA_ENV})")
     p.add_argument("--data", choices=("random", "fashion_mnist"), default="random",
                    help="random normal images, or real Fashion-MNIST training crops")
     p.add_argument("--seed", type=int, default=0)
@@ -94,22 +91,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _lightly_available() -> bool:
-    return importlib.util.find_spec("lightly") is not None
-
-
-def maybe_reexec(args: argparse.Namespace, argv: Sequence[str]) -> str | None:
-    """Run under the lightly venv when lightly variants are asked for and this python lacks lightly.
-
-    Returns a note when the lightly variants must be skipped (None when they can run).
-    """
-    wants = any(v in LIGHTLY for v in args.variants)
-    if not wants or _lightly_available():
+def maybe_reexec(names: Sequence[str], argv: Sequence[str]) -> str | None:
+    """Run under the lightly venv when lightly variants are asked for and this python lacks lightly;
+    a note when they must be skipped (None when they can run)."""
+    if not any(v in LIGHTLY for v in names) or importlib.util.find_spec("lightly") is not None:
         return None
     if VENV_PYTHON.exists() and not os.environ.get(REEXEC_ENV):
         print(f"[step_throughput] lightly is not importable here; re-running under {VENV_PYTHON}", flush=True)
-        env = {**os.environ, REEXEC_ENV: "1"}
-        os.execve(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *argv], env)
+        os.execve(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *argv],
+                  {**os.environ, REEXEC_ENV: "1"})
     return (f"lightly is not importable (and {VENV_PYTHON} is missing or lacks it): the lightly variants are "
             f"skipped. To compare against lightly, create the venv from the repository root:\n    {VENV_HINT}")
 
@@ -122,11 +112,8 @@ def choose_variants(args: argparse.Namespace, argv: Sequence[str]) -> tuple[tupl
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL_VARIANTS)}")
     if args.no_lightly:
         names = tuple(v for v in names if v not in LIGHTLY)
-    args.variants = names
-    notes = []
-    note = maybe_reexec(args, argv)
-    if note:
-        notes.append(note)
+    notes = [note] if (note := maybe_reexec(names, argv)) else []
+    if notes:
         names = tuple(v for v in names if v not in LIGHTLY)
     if {OFFICIAL, OFFICIAL_BF16} & set(names) and args.ijepa_src is None:
         notes.append(f"no --ijepa-src (or ${IJEPA_ENV}): the {OFFICIAL} variants are skipped. To compare against "
@@ -135,76 +122,82 @@ def choose_variants(args: argparse.Namespace, argv: Sequence[str]) -> tuple[tupl
     return names, notes
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(), "loadavg_at_start": _loadavg()}
+def build(name: str, args: argparse.Namespace) -> Variant:
+    """The variant ``name`` at the benchmark's config, overrides, batch size and seed."""
+    common: tuple[Any, ...] = (args.config, args.override, args.batch_size, args.seed)
+    if name in OURS or name in LEVERS:
+        return build_ours(name, *common)
+    if name in (OFFICIAL, OFFICIAL_BF16):
+        from cjepa.benchmarking.official_ijepa import build_official
+
+        return build_official(args.ijepa_src, *common, bf16=name == OFFICIAL_BF16)
+    from cjepa.benchmarking import lightly_ijepa
+
+    return getattr(lightly_ijepa, f"build_{name}")(*common)
 
 
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
+def table(summary: dict[str, dict[str, Any]], variants: list[Variant]) -> str:
+    """Markdown table: one row per variant, a ratio column per reference that ran."""
+    refs = [(key, ref) for key, ref in REFERENCES.items() if ref in summary]
+    rows = ["| variant | impl | trainable params | img/s median [min-max] | "
+            + " | ".join(f"ratio vs {ref} [min-max]" for _, ref in refs) + " |", "|" + "---|" * (4 + len(refs))]
+    for v in variants:
+        s = summary[v.name]
+        cells = " | ".join(timing.cell(s.get(key), 3) for key, _ in refs)
+        rows.append(f"| {v.name} | {v.impl} | {v.trainable_params:,} | {timing.cell(s)} | {cells} |")
+    return "\n".join(rows)
+
+
+def _goal(r: dict[str, Any], goal: float) -> str:
+    lo, hi = r["ci95"]
+    return ("met" if lo >= goal else "MISSED" if hi < goal
+            else f"not resolved (median {'above' if r['median'] >= goal else 'below'} {goal:g})")
+
+
+def verdict(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """The goals, read from the per-round ratios: "met" when the whole 95 % CI of the median ratio
+    satisfies a goal, "MISSED" when it violates it, "not resolved" (and the median's side) otherwise."""
+    lines = []
+    c = summary.get("cjepa", {}).get("vs_ijepa")
+    if c is not None:  # step-time overhead: 1/ratio - 1, so the ratio's high end is the overhead's low end
+        over, (lo, hi) = 100 * (1 / c["median"] - 1), (100 * (1 / r - 1) for r in reversed(c["ci95"]))
+        ok = ("met" if hi <= VICREG_GOAL_PCT else "MISSED" if lo > VICREG_GOAL_PCT
+              else f"not resolved (median {'within' if over <= VICREG_GOAL_PCT else 'above'} the goal)")
+        lines.append(f"VICReg (pred_blocks) step-time overhead vs I-JEPA: {over:+.1f} % (95 % CI {lo:+.1f} .. "
+                     f"{hi:+.1f} %, range of rounds {100 * (1 / c['hi'] - 1):+.1f} .. {100 * (1 / c['lo'] - 1):+.1f} "
+                     f"%); goal <= {VICREG_GOAL_PCT:g} %: {ok}")
+    for row, key, goal in (("ijepa", "vs_official", OFFICIAL_GOAL), ("ijepa_bf16", "vs_official_bf16", OFFICIAL_GOAL),
+                           ("ijepa", "vs_lightly", 1.0), ("ijepa", "vs_lightly_tv", 1.0)):
+        r = summary.get(row, {}).get(key)
+        if r is not None:
+            name = "I-JEPA" + (" bf16" if row.endswith("bf16") else "")
+            lines.append(f"our {name} / {REFERENCES[key]} (equal precision): {r['median']:.3f}x (95 % CI "
+                         f"{r['ci95'][0]:.3f} .. {r['ci95'][1]:.3f}, range of rounds {r['lo']:.3f} .. {r['hi']:.3f}); "
+                         f"goal >= {goal:g}: {_goal(r, goal)}")
+    return lines
 
 
 def report(path: Path) -> int:
     """Print the table and verdict of a saved run, recomputed from its per-round images/s."""
     saved = json.loads(path.read_text())
-    ips = {name: row["rounds"] for name, row in saved["summary"].items()}
+    summary = timing.summarise({name: row["rounds"] for name, row in saved["summary"].items()}, REFERENCES)
     variants = [Variant(name, v["impl"], lambda b: None, v["trainable_params"], v["notes"])
                 for name, v in saved["variants"].items()]
     for k, v in saved["meta"].items():
         print(f"{k}: {v}")
-    summary = summarise(ips)
-    print()
-    print(table(summary, variants))
-    print()
-    print("\n".join(verdict(summary)))
+    print(f"\n{table(summary, variants)}\n\n" + "\n".join(verdict(summary)))
     for k, v in saved.get("vicreg_breakdown_ms", {}).items():
         print(f"  {k:34s} {v:8.2f}")
     return 0
-
-
-def metadata(args: argparse.Namespace, argv: Sequence[str], names: Sequence[str], notes: list[str]) -> dict[str, Any]:
-    """What a reader needs to trust or redo the numbers: command, machine, versions, settings."""
-    import timm
-
-    meta = {"date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python bench/step_throughput.py " + " ".join(argv),
-            "torch_threads": torch.get_num_threads(), "batch_size": args.batch_size, "steps": args.steps,
-            "warmup": args.warmup, "repeats": args.repeats, "data": args.data, "config": str(args.config),
-            "overrides": list(args.override), "variants": list(names), **machine(), "timm": timm.__version__}
-    if any(v in LIGHTLY for v in names):
-        import lightly
-
-        meta["lightly"] = lightly.__version__
-    if {OFFICIAL, OFFICIAL_BF16} & set(names):
-        meta["ijepa_src"] = str(args.ijepa_src)
-    if notes:
-        meta["note"] = " | ".join(notes)
-    for k in ("date_utc", "cpu", "logical_cpus", "loadavg_at_start", "torch", "timm", "lightly", "ijepa_src",
-              "torch_threads", "batch_size", "data"):
-        if k in meta:
-            print(f"{k}: {meta[k]}")
-    return meta
 
 
 def prepare(args: argparse.Namespace, names: Sequence[str]) -> tuple[list[Batch], list[Variant]]:
     """The shared batches (masks of steps 0..batches-1) and every variant, built before any timing."""
     from cjepa.config import load_config
 
-    base = load_config(args.config, list(args.override))
-    batches = make_batches(base, args.batch_size, args.batches, args.data, args.seed)
-    kc = sorted({b.context.shape[1] for b in batches})
-    kt = sorted({b.targets.shape[2] for b in batches})
+    batches = make_batches(load_config(args.config, list(args.override)), args.batch_size, args.batches,
+                           args.data, args.seed)
+    kc, kt = sorted({b.context.shape[1] for b in batches}), sorted({b.targets.shape[2] for b in batches})
     print(f"masks: {batches[0].targets.shape[0]} targets, context tokens {kc[0]}-{kc[-1]}, "
           f"target tokens {kt[0]}-{kt[-1]} per block (over {len(batches)} batches)")
     variants = [build(n, args) for n in names]
@@ -213,21 +206,20 @@ def prepare(args: argparse.Namespace, names: Sequence[str]) -> tuple[list[Batch]
     return batches, variants
 
 
-def extras(args: argparse.Namespace, batches: list[Batch], variants: list[Variant],
-           summary: dict[str, dict[str, Any]], result: dict[str, Any]) -> None:
-    """--breakdown and --profile: attribution, after (and apart from) the timed rounds."""
-    if args.breakdown:
-        bd = vicreg_breakdown(args, batches, reps=max(5, args.repeats))
-        result["vicreg_breakdown_ms"] = bd
-        print("\nVICReg (pred_blocks) parts in isolation, median ms:")
-        for k, v in bd.items():
-            print(f"  {k:34s} {v:8.2f}")
-        if "ijepa" in summary:
-            step_ms = 1000 * args.batch_size / summary["ijepa"]["median"]
-            print(f"  (our I-JEPA step: {step_ms:.1f} ms)")
-            result["ijepa_step_ms"] = step_ms
-    if args.profile:
-        profile_variants(variants, batches, args.steps, args.profile)
+def measure(args: argparse.Namespace, batches: list[Batch], variants: list[Variant]) -> dict[str, list[float]]:
+    """Images/s per variant per round (interleaved rounds of ``--steps`` steps, after ``--warmup``)."""
+    for v in variants:  # warm-up: allocator, autograd graph caches, AdamW state creation
+        for i in range(args.warmup):
+            v.step(batches[i % len(batches)])
+
+    def timed(v: Variant):
+        def run(r: int) -> float:
+            go = [batches[(r * args.steps + i) % len(batches)] for i in range(args.steps)]
+            return args.steps * args.batch_size / timing.seconds(lambda: [v.step(b) for b in go])
+        return run
+
+    return timing.interleaved({v.name: timed(v) for v in variants}, args.repeats,
+                              lambda s: print(s, flush=True), " img/s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,21 +235,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cjepa.config import load_config
 
         args.batch_size = load_config(args.config, list(args.override)).optim.batch_size
-    meta = metadata(args, argv, names, notes)
+    meta = {"command": "python bench/step_throughput.py " + " ".join(argv), **machine_info(("lightly",)), **vars(args),
+            "variants": list(names), "note": " | ".join(notes) or None}
+    print(machine_line(meta))
     batches, variants = prepare(args, names)
-    ips = run_rounds(variants, batches, args.steps, args.warmup, args.repeats, args.batch_size,
-                     lambda s: print(s, flush=True))
-    summary = summarise(ips)
-    print(f"\n{table(summary, variants)}\n")
+    summary = timing.summarise(measure(args, batches, variants), REFERENCES)
     lines = verdict(summary)
-    print("\n".join(lines))
+    print(f"\n{table(summary, variants)}\n\n" + "\n".join(lines))
     result: dict[str, Any] = {"meta": meta, "summary": summary, "verdict": lines,
                               "variants": {v.name: {"impl": v.impl, "trainable_params": v.trainable_params,
                                                     "notes": v.notes} for v in variants}}
-    extras(args, batches, variants, summary, result)
+    if args.breakdown:
+        result.update(breakdown.report(args, batches, summary))
+    if args.profile:
+        breakdown.profile_variants(variants, batches, args.steps, args.profile)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(result, indent=2, default=str))
         print(f"\nwrote {args.json}")
     return 0
 

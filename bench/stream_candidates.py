@@ -1,7 +1,7 @@
 """Streaming-dataset libraries vs cjepa's shard stream, on the same JPEGs: reads, img/s per core, resume.
 
 The data: ``--images`` JPEG crops (500x375 / 375x500, q90) of scikit-learn's sample photos
-(``bench/data_photos.py``'s ``make_photos``), converted by ``convert_image_folder(shard_size=256,
+(``cjepa.benchmarking.data.make_photos``), converted by ``convert_image_folder(shard_size=256,
 image_format="keep")`` to cjepa's Parquet shards; the same bytes, in the same row order and 256
 images per shard, are written as WebDataset tars (``wds.ShardWriter``), LitData chunks
 (``litdata.optimize``, raw bytes) and MosaicML MDS shards (``MDSWriter``, ``bytes`` column).
@@ -47,12 +47,16 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
+
+from cjepa.benchmarking import timing
+from cjepa.benchmarking.machine import machine_info
 
 LIBS = ("cjepa", "webdataset", "litdata", "mosaic", "ray")
 BATCH, PER_SHARD, RESUME_AT = 64, 256, 10
@@ -61,8 +65,7 @@ BATCH, PER_SHARD, RESUME_AT = 64, 256, 10
 # ---------------------------------------------------------------- data, the same bytes in every format
 
 def prepare(work: Path, images: int) -> dict:
-    from data_photos import make_photos  # bench/ is the script's folder, first on sys.path
-
+    from cjepa.benchmarking.data import make_photos
     from cjepa.data.convert import MANIFEST, convert_image_folder
 
     src = make_photos(work / f"photos_{images}", images)
@@ -515,12 +518,10 @@ def throughput(info: dict, libs: list[str], seed: int, steps: int, rounds: int) 
         ds = ds.drop_columns(["key"])
         loaders.append(Timed("ray", lambda: ((b["image"], None) for b in ds.iter_torch_batches(
             batch_size=BATCH, local_shuffle_buffer_size=512, local_shuffle_seed=seed)), tree=True))
-    for r in range(rounds):
-        order = loaders[r % len(loaders):] + loaders[:r % len(loaders)]
-        got = {ld.name: ld.run(steps) for ld in order}
-        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k}={v:.0f}" for k, v in got.items()), flush=True)
-    return {ld.name: {"img_s": statistics.median(ld.rates), "min": min(ld.rates), "max": max(ld.rates),
-                      "img_per_cpu_s": statistics.median(ld.cpu_rates)} for ld in loaders}
+    timing.interleaved({ld.name: (lambda r, ld=ld: ld.run(steps)) for ld in loaders}, rounds,
+                       lambda s: print(s, flush=True), " img/s")
+    return {ld.name: {**asdict(timing.spread(ld.rates)), "img_per_cpu_s": statistics.median(ld.cpu_rates)}
+            for ld in loaders}
 
 
 def main() -> None:
@@ -545,7 +546,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     info = prepare(args.workdir, args.images)
     print(json.dumps(info), flush=True)
-    results: dict = {"data": info, "keys": {}}
+    results: dict = {"machine": machine_info(("webdataset", "litdata", "mosaicml-streaming")), "data": info, "keys": {}}
     if args.only != "speed":
         for lib in libs:
             t = time.perf_counter()
@@ -562,7 +563,7 @@ def main() -> None:
             ray_init()
         results["speed"] = throughput(info, libs, args.seed, args.steps, args.rounds)
         for name, v in results["speed"].items():
-            print(f"{name:32s} {v['img_s']:6.0f} img/s [{v['min']:.0f}-{v['max']:.0f}], "
+            print(f"{name:32s} {timing.cell(v)} img/s, "
                   f"{v['img_per_cpu_s']:.0f} img per CPU-second", flush=True)
     cache = Path(info["dir"]) / "litdata_cache"
     results["litdata_cache_bytes"] = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) \

@@ -5,7 +5,8 @@ exactly once, also after its driver is SIGKILLed and ``--resume``d, and nothing 
 grow faster than the number of trials (Tune's state, the console, the results table, MLflow
 look-ups). This runs such a study as a user would (a driver process of its own, a sqlite MLflow
 store and the storage in a work dir), samples the driver's RSS (``/proc``, every 0.5 s) against
-the trials finished, and afterwards counts rows, trials, MLflow runs, metric values and trial starts.
+the trials finished (their MLflow child runs FINISHED: ``cjepa.benchmarking.trials``), and
+afterwards counts rows, trials, MLflow runs, metric values and trial starts.
 
 A trial is the tests' tiny digits ViT (``tests/sweep/tiny_study.yaml``), 1 epoch of 256 images,
 a 100-image evaluation, no random-init baseline, the raw-pixel baseline cached: 2 arms x N/2 seeds.
@@ -30,6 +31,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from cjepa.benchmarking.machine import machine_info
+from cjepa.benchmarking.trials import TrialEnds, trial_starts
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "tests" / "sweep" / "tiny_study.yaml")
@@ -82,14 +86,10 @@ def tree(pid: int) -> list[int]:
     return [p for p in out if rss(p)]
 
 
-def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-
-
 class Sampler(threading.Thread):
     """(seconds, driver RSS MiB, its tree's RSS MiB, processes in the tree, trial ends, load average) every 0.5 s."""
 
-    def __init__(self, pid: int, ends: Path, t0: float) -> None:
+    def __init__(self, pid: int, ends: TrialEnds, t0: float) -> None:
         super().__init__(daemon=True)
         self.pid, self.ends, self.t0, self.rows = pid, ends, t0, []
         self.done = threading.Event()
@@ -98,7 +98,7 @@ class Sampler(threading.Thread):
         while not self.done.wait(0.5):
             pids = tree(self.pid)
             self.rows.append((round(time.time() - self.t0, 1), rss(self.pid) / 2**20,
-                              sum(rss(p) for p in pids) / 2**20, len(pids), len(lines(self.ends)),
+                              sum(rss(p) for p in pids) / 2**20, len(pids), self.ends.count(),
                               float(Path("/proc/loadavg").read_text().split()[0])))
 
 
@@ -107,7 +107,7 @@ def run_driver(work: Path, trials: int, resume: bool, kill_at: tuple[int, float]
     """One driver process (its own process group); SIGKILL the group after ``kill_at`` = (trials ended,
     extra seconds). Returns its exit code, its samples and what outlived the kill: the seconds until its
     whole process tree was gone, or the processes still alive 5 s after it (``pid cmdline``; then killed)."""
-    ends = work / "results" / NAME / "trial_ends.jsonl"
+    ends = TrialEnds(f"sqlite:///{work / 'mlflow.db'}", NAME)
     cmd = [sys.executable, __file__, "--driver", str(trials), "--storage", str(work / "results"),
            "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", f"data.cache_dir={work / 'cache'}",
            *(["--resume"] if resume else [])]
@@ -118,7 +118,7 @@ def run_driver(work: Path, trials: int, resume: bool, kill_at: tuple[int, float]
         sampler.start()
         after: dict[str, Any] = {}
         if kill_at is not None:
-            while driver.poll() is None and len(lines(ends)) < kill_at[0]:
+            while driver.poll() is None and ends.count() < kill_at[0]:
                 time.sleep(0.2)
             time.sleep(kill_at[1])
             alive = {p: start for p in tree(driver.pid) if (start := stat(p, 19))}  # a reused pid starts later
@@ -164,7 +164,7 @@ def count(work: Path, trials: int, finished_at_kill: set[str]) -> dict[str, Any]
     children = [r for r in runs if "arm" in r.data.tags]
     per_child = [(r.data.tags["arm"], int(r.data.tags["seed"])) for r in children]
     steps = [[m.step for m in client.get_metric_history(r.info.run_id, "loss")] for r in children]
-    starts = [s["trial"] for s in lines(study_dir / "trial_starts.jsonl")]
+    starts = [s["trial"] for s in trial_starts(study_dir)]
     ended_once = {trial_dir_name(NAME, a, s) for a, s in expected}
     return {
         "rows": len(rows), "distinct_trials": len({k[:2] for k in keys}),
@@ -204,14 +204,12 @@ def memory(samples: list[tuple]) -> dict[str, Any]:
 def growth(work: Path, samples: list[tuple], t0: float, t_end: float) -> dict[str, Any]:
     """Per-trial times against trials finished (means by quarter, least-squares growth per 100 trials);
     ``after_last_trial_s``: the driver's results table, summary and MLflow parent."""
-    study_dir = work / "results" / NAME
-    ends = sorted(lines(study_dir / "trial_ends.jsonl"), key=lambda e: e["time"])
-    starts = lines(study_dir / "trial_starts.jsonl")
+    ends = sorted(TrialEnds(f"sqlite:///{work / 'mlflow.db'}", NAME).ends().items(), key=lambda e: e[1])
+    starts = trial_starts(work / "results" / NAME)
     per_trial, gaps = [], []
-    for e in ends:
-        before = [s["time"] for s in starts if s["trial"] == e["trial"] and s["time"] <= e["time"]]
-        per_trial.append(e["time"] - max(before))
-    end_times = sorted(e["time"] for e in ends)
+    for trial, end in ends:
+        per_trial.append(end - max(s["time"] for s in starts if s["trial"] == trial and s["time"] <= end))
+    end_times = [end for _, end in ends]
     for s in sorted(x["time"] for x in starts):
         earlier = [t for t in end_times if t < s]
         if earlier:
@@ -255,7 +253,7 @@ def main() -> int:
     from mlflow.tracking import MlflowClient
 
     MlflowClient(f"sqlite:///{work / 'mlflow.db'}").search_experiments()  # one process migrates the store
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    machine = machine_info(("pyarrow",))
     kill_at = None
     if a.kill_seed is not None:
         rng = random.Random(a.kill_seed)
@@ -268,7 +266,7 @@ def main() -> int:
         status = tune_status(work / "results" / NAME)
         finished_at_kill = {t for t, s in status.items() if s == "TERMINATED"}
         drivers[0].update(killed_after_trials=kill_at[0], extra_s=kill_at[1], **left,
-                          ended_at_kill=len(lines(work / "results" / NAME / "trial_ends.jsonl")),
+                          ended_at_kill=TrialEnds(f"sqlite:///{work / 'mlflow.db'}", NAME).count(),
                           terminated_in_tune_state=len(finished_at_kill))
         t1 = time.time()
         rc, second, _ = run_driver(work, a.trials, True, None, t0)
@@ -278,11 +276,11 @@ def main() -> int:
     if rc != 0:
         print(f"driver failed with exit code {rc}; log in {work}")
         return rc
-    figures = {"trials": a.trials, "work": str(work), "load_before": load_before, "drivers": drivers,
+    figures = {"trials": a.trials, "work": str(work), "load_before": machine["load_avg"], "drivers": drivers,
                **growth(work, samples, t0, t_end), **count(work, a.trials, finished_at_kill)}
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({**figures, "samples": samples}, indent=1))
+        Path(a.json).write_text(json.dumps({**figures, "machine": machine, "samples": samples}, indent=1))
     width = max(len(k) for k in figures)
     for key, value in figures.items():
         print(f"{key:<{width}}  {value}")

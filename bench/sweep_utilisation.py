@@ -3,7 +3,9 @@
 Why: on a 2-core laptop a quick study is mostly fixed costs unless trials overlap well. This
 runs one study script exactly as a user would (``python sweeps/<study>.py`` in a fresh process,
 its own storage and sqlite MLflow store in a temporary directory), samples the machine's CPU
-counters once a second, and afterwards splits every trial's wall time into
+counters once a second, and afterwards splits every trial's wall time (from its start in the
+runner's ``trial_starts.jsonl`` to its end, the finish of its MLflow child run:
+``cjepa.benchmarking.trials``) into
 
 - training steps (the engine's ``epoch_time_s``, summed over epochs),
 - evaluation (``eval_time_s``: kNN + linear probe + collapse metrics),
@@ -24,14 +26,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from cjepa.benchmarking.machine import machine_info, machine_line
+from cjepa.benchmarking.processes import run_command
+from cjepa.benchmarking.timing import spread
+from cjepa.benchmarking.trials import TrialEnds, trial_starts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,16 +82,12 @@ def study_name(study: str, full: bool) -> str:
     return module.make_study(full).name
 
 
-def per_trial(study_dir: Path) -> list[dict[str, float | str]]:
-    """Wall time of each trial function and how it splits into training, evaluation, the rest."""
+def per_trial(study_dir: Path, tracking_uri: str) -> list[dict[str, float | str]]:
+    """Wall time of each finished trial and how it splits into training, evaluation, the rest."""
     import pyarrow.parquet as pq
 
-    def lines(name: str) -> list[dict]:
-        path = study_dir / name
-        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-    starts = {r["trial"]: (r["time"], r["trial_id"]) for r in lines("trial_starts.jsonl")}
-    ends = {r["trial"]: r["time"] for r in lines("trial_ends.jsonl")}
+    starts = {r["trial"]: (r["time"], r["trial_id"]) for r in trial_starts(study_dir)}  # a restart: the last
+    ends = TrialEnds(tracking_uri, study_dir.name).ends()
     rows = pq.read_table(study_dir / "results.parquet").to_pylist()
     out = []
     for name, (start, trial_id) in sorted(starts.items(), key=lambda kv: kv[1][0]):
@@ -112,18 +112,17 @@ def report(trials: list[dict]) -> int:
     for t in trials:
         print(f"| {t['trial']} | {t['wall']:.0f} | {t['train']:.0f} | {t['eval']:.0f} | {t['other']:.0f} "
               f"| {100 * t['other'] / t['wall']:.0f} % |")
-    shares = [t["other"] / t["wall"] for t in trials]
+    shares = spread([100 * t["other"] / t["wall"] for t in trials])
     total = {k: sum(t[k] for t in trials) for k in ("wall", "train", "eval", "other")}
-    print(f"\nstart-up share per trial: median {100 * statistics.median(shares):.0f} % "
-          f"(range {100 * min(shares):.0f}-{100 * max(shares):.0f} %); of all trial time: "
+    print(f"\nstart-up share per trial, median [min-max]: {shares.fmt()} %; of all trial time: "
           f"start-up {100 * total['other'] / total['wall']:.0f} %, "
           f"training {100 * total['train'] / total['wall']:.0f} %, "
           f"evaluation {100 * total['eval'] / total['wall']:.0f} %")
     gaps = launch_gaps(trials)
     if gaps:
-        print(f"launch gap (a trial ends -> Tune's next trial function starts): median {statistics.median(gaps):.1f} s "
-              f"(range {min(gaps):.1f}-{max(gaps):.1f} s); a trial's start-up end to end is this plus its own "
-              "start-up inside the function (part of 'rest')")
+        print(f"launch gap (a trial's training ends -> Tune's next trial function starts), median [min-max]: "
+              f"{spread(gaps).fmt(1)} s; a trial's start-up end to end is this plus its own start-up inside the "
+              "function (part of 'rest')")
     return 0
 
 
@@ -148,31 +147,31 @@ def main() -> int:
     p.add_argument("--analyse", metavar="DIR", help="only print the per-trial split of an earlier --keep DIR")
     a = p.parse_args()
     if a.analyse:
-        return report(per_trial(Path(a.analyse) / "results" / study_name(a.study, "--full" in a.args)))
+        kept = Path(a.analyse)
+        return report(per_trial(kept / "results" / study_name(a.study, "--full" in a.args),
+                                f"sqlite:///{kept / 'mlflow.db'}"))
     work = Path(a.keep or tempfile.mkdtemp(prefix="cjepa-sweep-bench-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     name = study_name(a.study, "--full" in a.args)
     cmd = [sys.executable, str(REPO / "sweeps" / f"{a.study}.py"), "--storage", str(work / "results"),
            "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", *a.args]
     print("$", " ".join(cmd), flush=True)
-    with open("/proc/loadavg") as fh:
-        load_before = fh.read().split()[:3]
+    machine = machine_info()
     sampler = CpuSampler()
     sampler.start()
     t0 = time.time()
     log = work / "study.log"
-    with log.open("w") as fh:
-        rc = subprocess.call(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ})
+    rc = run_command(cmd, log, cwd=work)["returncode"]
     wall = time.time() - t0
     util = sampler.stop()
     if rc != 0:
         print(log.read_text()[-3000:])
         print(f"study failed with exit code {rc} (log: {log})")
         return rc
-    trials = per_trial(work / "results" / name)
-    cores = os.cpu_count() or 1
-    print(f"\nstudy {name}: {len(trials)} trials, wall {wall:.0f} s, CPU utilisation {util:.0f} % of {cores} "
-          f"cores (load average before: {' '.join(load_before)})")
+    trials = per_trial(work / "results" / name, f"sqlite:///{work / 'mlflow.db'}")
+    print(f"\n{machine_line(machine)}")
+    print(f"study {name}: {len(trials)} trials, wall {wall:.0f} s, CPU utilisation {util:.0f} % of "
+          f"{machine['logical_cpus']} cores (load average before: {machine['load_avg']})")
     if trials:
         first, last = min(t["start"] for t in trials), max(t["start"] + t["wall"] for t in trials)
         print(f"driver before the first trial: {first - t0:.1f} s; after the last: {t0 + wall - last:.1f} s")

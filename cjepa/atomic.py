@@ -1,8 +1,7 @@
 """Atomic file writes: temp file in the same directory, fsync, ``os.replace``.
 
 A crash mid-write leaves the previous file intact. Shared by checkpoints and result caches.
-
-A test can make a checkpoint write fail (a full disk) or die half-way (``cjepa/faults.py``).
+Imports nothing of cjepa (no cycle through the engine).
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-
-from cjepa import faults  # stdlib only: no cycle through the engine
 
 TMP_SUFFIX = ".tmp"
 
@@ -47,7 +44,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
-            write(faults.wrap_write(fh, path))
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         if keep_previous is not None and path.exists():

@@ -17,8 +17,11 @@ directory is created in ``CJEPA_TEST_FAULT_DIR`` (required for them), so the res
 on. Ray Train's worker-local run dir is a function of the trial's experiment name, hence stable
 across restarts and distinct between trials: every trial of a study is killed once per fault.
 
-This module imports nothing of cjepa (the atomic writer imports it); the trainer's hook for the
-kills is :class:`cjepa.engine.fault_reporter.FaultReporter`.
+They enter a run through one seam, :mod:`cjepa.hooks`, where :func:`install` registers them when
+``cjepa`` is imported (``cjepa/__init__.py``): a wrapper of each checkpoint write and, for the
+timed ones, a reporter for rank 0 (:class:`FaultReporter`). Neither ``train()`` nor the atomic
+writer knows of them. The environment is read at every run and write, not at import, so a test
+may set ``CJEPA_TEST_FAULT`` in-process. Imports nothing of cjepa but the stdlib-only hooks.
 
 Why not a library: fault injectors (e.g. chaos tools) kill processes from outside, at a time;
 these faults must hit a precise point inside the step loop and inside one file write.
@@ -32,6 +35,8 @@ import os
 import signal
 from pathlib import Path
 from typing import IO, Any
+
+from cjepa import hooks
 
 FAULT_ENV = "CJEPA_TEST_FAULT"
 FAULT_DIR_ENV = "CJEPA_TEST_FAULT_DIR"
@@ -96,3 +101,49 @@ def wrap_write(fh: IO[Any], path: Path) -> IO[Any]:
     if "checkpoint_erofs" in active():
         return _FaultyFile(fh, path, kill_marker=None, budget=0, error=errno.EROFS)
     return fh
+
+
+class FaultReporter:
+    """Rank 0's hook for the kills: ``sigkill_step`` at its step, and arming ``sigkill_checkpoint``
+    (and ``checkpoint_enospc=E``) in ``on_epoch``, which comes just before that epoch's checkpoint
+    is written. A :class:`cjepa.engine.Reporter` by its methods, not by inheritance: this module is
+    imported with ``cjepa`` and must not import the engine (torch)."""
+
+    def __init__(self, faults: dict[str, int]) -> None:
+        self.faults = faults
+        self.run_dir = Path(".")
+
+    def on_start(self, run_dir: Path, start_epoch: int, extra: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.faults.get("sigkill_step", -1):
+            where = marker("sigkill_step", self.run_dir)
+            if not where.exists():
+                kill(where)
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if 0 < self.faults.get("checkpoint_enospc", 0) <= epoch:
+            armed["enospc"] = Path(os.devnull)  # no marker: it recurs while the disk is full
+        if epoch == self.faults.get("sigkill_checkpoint", -1):
+            where = marker("sigkill_checkpoint", self.run_dir)
+            if not where.exists():
+                armed[CHECKPOINT_PREFIX] = where
+
+    def on_checkpoint(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        pass
+
+    def on_end(self, metrics: dict[str, float]) -> None:
+        pass
+
+
+def fault_reporters() -> list[FaultReporter]:
+    """Rank 0's extra reporters for one run: nothing unless a timed fault is asked for."""
+    faults = active()
+    timed = {"sigkill_step", "sigkill_checkpoint"} & faults.keys() or faults.get("checkpoint_enospc", 0) > 0
+    return [FaultReporter(faults)] if timed else []
+
+
+def install() -> None:
+    """Register both hooks (idempotent); each does nothing while ``CJEPA_TEST_FAULT`` is unset."""
+    hooks.register(reporters=fault_reporters, checkpoint_write=wrap_write)

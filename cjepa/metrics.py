@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cjepa.config import Config
 
+#: loss_vicreg: the regulariser's combined terms before its weight (the name predates SIGReg; kept for old results)
 LOSS, LOSS_JEPA, LOSS_VICREG = "loss", "loss_jepa", "loss_vicreg"
 #: VICReg term -> its log name (the raw, unweighted term)
 VICREG_TERMS = {"inv": "vicreg_inv", "var": "vicreg_var", "cov": "vicreg_cov"}
@@ -50,8 +51,9 @@ def baseline_name(kind: str, probe: str, pooling: str = "mean") -> str:
 def reported_metrics(cfg: Config) -> set[str]:
     """Every name this config makes the engine report at the end of an evaluated epoch."""
     names = {LOSS, LOSS_JEPA, *OPTIM, *PROGRESS, *TIMING}
-    if cfg.loss.vicreg_on:
-        names.update({LOSS_VICREG, *(TERM_NAMES[t] for t in cfg.loss.terms)})
+    spec = cfg.regularizer
+    if spec is not None:
+        names.update({LOSS_VICREG, *(TERM_NAMES[t] for t in spec.terms_of(cfg))})
     if cfg.eval.every <= 0:
         return names
     ev = cfg.eval

@@ -65,11 +65,15 @@ def _same(a: Any, b: Any) -> bool:
 def terms(cfg: dict[str, Any]) -> dict[str, bool]:
     """Which parts really act: a term is on when its switch is on *and* its weight is > 0
     (``beta_sim=0`` is no invariance term, ``beta_vicreg=0`` no VICReg at all). SIGReg
-    (``vicreg_mode=sigreg``) replaces the VICReg terms, so none of them acts; ``pred_tokens`` has
-    no invariance term of its own (the JEPA loss plays that role), as in LossConfig.vicreg_on."""
+    (``sigreg.weight > 0``; in results written before it had its own section,
+    ``vicreg_mode=sigreg`` weighted by ``beta_vicreg``: cjepa/config/aliases.py) replaces the
+    VICReg terms, so none of them acts; ``pred_tokens`` has no invariance term of its own (the JEPA
+    loss plays that role), as in LossConfig.vicreg_on."""
     weight = float(value(cfg, "loss.beta_vicreg")) > 0
     mode = value(cfg, "loss.vicreg_mode")
-    vicreg = weight and mode != "sigreg"
+    legacy = mode == "sigreg"
+    vicreg = weight and not legacy
+    sigreg = (weight and legacy) or float(value(cfg, "sigreg.weight")) > 0
 
     def on(switch: str, weight: str) -> bool:
         return vicreg and bool(value(cfg, switch)) and float(value(cfg, weight)) > 0
@@ -77,7 +81,7 @@ def terms(cfg: dict[str, Any]) -> dict[str, bool]:
     return {"EMA": bool(value(cfg, "ema.enabled")), "var": on("loss.variance", "loss.beta_std"),
             "cov": on("loss.covariance", "loss.beta_cov"),
             "inv": mode != "pred_tokens" and on("loss.invariance", "loss.beta_sim"),
-            "sigreg": weight and mode == "sigreg"}
+            "sigreg": bool(sigreg)}
 
 
 def parts_of(cfg: dict[str, Any] | None) -> dict[str, bool | None]:

@@ -32,6 +32,11 @@ from cjepa.sweep.profiles import study_at
 # readings round 1 could not try (pred_tokens, and LeJEPA's SIGReg on the same pooled context
 # representation), and opens the knobs round 1 held fixed: the EMA schedule's shape (a constant
 # momentum keeps the target moving to the end of a short run), the target-block size, and crops.
+# One dimension chooses among two VICReg readings and SIGReg, all weighted by the one loguniform
+# weight: it names SIGReg by the old form `loss.vicreg_mode=sigreg` (weighted by
+# `loss.beta_vicreg`), which each trial's config reads as `sigreg.weight=<that weight>`,
+# `loss.beta_vicreg=0` (cjepa/config/aliases.py). Kept so that round 2's recorded trials and
+# `--resume` see the space they ran with; a new search would choose the regulariser by its weights.
 SPACE = {
     "loss.vicreg_mode": Space("choice", choices=("context_target", "sigreg", "pred_tokens")),
     "loss.beta_vicreg": Space("loguniform", 0.01, 1.0),

@@ -12,9 +12,11 @@ The I-JEPA arm is the baseline of the paired differences; every arm runs the sam
 
 import sys
 
+from cjepa.config import load_config
+from cjepa.config.presets import resolve_config_path
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
-from cjepa.sweep.profiles import study_at
+from cjepa.sweep.profiles import profile, study_at
 
 ARMS = {
     "I-JEPA (EMA only)": {"loss.beta_vicreg": 0.0},
@@ -25,8 +27,6 @@ ARMS = {
     "EMA off, C-JEPA": {"ema.enabled": False},
     "C-JEPA two_views": {"loss.vicreg_mode": "two_views"},
     "C-JEPA pred_tokens": {"loss.vicreg_mode": "pred_tokens"},
-    "SIGReg (LeJEPA)": {"loss.vicreg_mode": "sigreg"},
-    "EMA off, SIGReg": {"ema.enabled": False, "loss.vicreg_mode": "sigreg"},
 }
 # The paper's "variance/covariance only" arm: whether EMA is kept there is not stated; we keep it.
 # The reading of the arms above is the base preset's: the CPU recipe's context_target on the laptop,
@@ -36,10 +36,18 @@ OTHER_READING = {False: {"C-JEPA pred_blocks": {"loss.vicreg_mode": "pred_blocks
                  True: {"C-JEPA context_target": {"loss.vicreg_mode": "context_target"}}}
 
 
+def sigreg_arms(base: str) -> dict[str, dict]:
+    """LeJEPA's SIGReg in the VICReg terms' place, at the weight VICReg has in ``base`` (0.1 in the CPU
+    recipe): its own section (``sigreg.weight``), VICReg's weight 0 (one regulariser per run)."""
+    weight = load_config(resolve_config_path(base)).loss.beta_vicreg
+    sigreg = {"loss.beta_vicreg": 0.0, "sigreg.weight": weight}
+    return {"SIGReg (LeJEPA)": sigreg, "EMA off, SIGReg": {"ema.enabled": False, **sigreg}}
+
+
 def make_study(full: bool) -> Study:
     big = {"base": "cjepa_vit_b16", "max_concurrent": 2} if full else {}  # the paper's Table 3 is ViT-B
-    return study_at(full, "term_ablation", arms={**ARMS, **OTHER_READING[full]}, baseline="I-JEPA (EMA only)",
-                    **big)
+    arms = {**ARMS, **sigreg_arms(big.get("base", profile(full).base)), **OTHER_READING[full]}
+    return study_at(full, "term_ablation", arms=arms, baseline="I-JEPA (EMA only)", **big)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ from cjepa.config.schema import (
     ModelConfig,
     OptimConfig,
     RunConfig,
+    SigregConfig,
 )
 from cjepa.config.validation import check_data_source, check_output_dir, validate
 
 __all__ = ["ATTENTIONS", "DATASETS", "DEVICES", "EMA_SCHEDULES", "JEPA_LOSSES", "PRECISIONS", "VICREG_MODES",
            "Config", "DataConfig", "EMAConfig", "EvalConfig", "LossConfig", "MaskConfig", "ModelConfig",
-           "OptimConfig", "RunConfig", "apply_dict", "check_data_source", "check_output_dir", "coerce", "from_dict",
-           "from_saved", "load_config", "read_yaml", "set_value", "validate"]
+           "OptimConfig", "RunConfig", "SigregConfig", "apply_dict", "check_data_source", "check_output_dir", "coerce",
+           "from_dict", "from_saved", "load_config", "read_yaml", "set_value", "validate"]

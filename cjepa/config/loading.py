@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from cjepa.config.aliases import renamed, resolve
 from cjepa.config.schema import Config
 from cjepa.config.validation import validate
 from cjepa.errors import ConfigError
@@ -19,7 +20,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 settings: dict[str, Any] | None = None, source: str = "setting") -> Config:
     """Defaults, then the YAML file, then ``key=value`` overrides (text, e.g. from a command line),
     then ``settings`` (dotted key -> typed value, e.g. a study arm: set as they are, never turned
-    into text and parsed back); validated once."""
+    into text and parsed back); old keys read as today's (cjepa/config/aliases.py); validated once."""
     cfg = Config()
     if path is not None:
         for file, values in _yaml_chain(Path(path)):
@@ -27,6 +28,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     apply_overrides(cfg, overrides or [])
     for key, value in (settings or {}).items():
         set_value(cfg, key, value, source=source)
+    resolve(cfg, source)
     validate(cfg)
     return cfg
 
@@ -50,9 +52,11 @@ def from_saved(values: dict[str, Any]) -> Config:
 
 
 def from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a config from :meth:`Config.to_dict` output (e.g. a checkpoint's copy)."""
+    """Rebuild a config from :meth:`Config.to_dict` output (e.g. a checkpoint's copy), written in
+    today's keys or the old ones (cjepa/config/aliases.py: no note, an old file is not a typo)."""
     cfg = Config()
     apply_dict(cfg, values, source="dict")
+    resolve(cfg, "dict")
     validate(cfg)
     return cfg
 
@@ -98,7 +102,9 @@ def apply_dict(cfg: Config, values: dict[str, Any], source: str) -> None:
 
 
 def set_value(cfg: Config, dotted: str, value: Any, source: str = "override") -> None:
-    """Set ``section.key`` with type coercion; unknown keys and wrong types raise ConfigError."""
+    """Set ``section.key`` with type coercion; unknown keys and wrong types raise ConfigError.
+    A renamed key sets today's (``loss.sigreg_knots`` -> ``sigreg.knots``)."""
+    dotted = renamed(dotted, source)
     parts = dotted.split(".")
     if len(parts) != 2:
         raise ConfigError(f"{source}: key {dotted!r} must look like section.key (e.g. loss.beta_vicreg)")

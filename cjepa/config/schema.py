@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from cjepa.config.regularizer_specs import BUILTIN_MODES, active_terms
+from cjepa.config.regularizer_specs import BUILTIN_MODES, SPECS, RegularizerSpec, active_terms, the_regularizer
 
 JEPA_LOSSES = ("smooth_l1", "l2")
-VICREG_MODES = BUILTIN_MODES  # one row each in cjepa/config/regularizer_specs.py
+VICREG_MODES = BUILTIN_MODES  # the VICReg readings: one row each in cjepa/config/regularizer_specs.py
 EMA_SCHEDULES = ("linear", "cosine", "constant")
 DATASETS = ("fashion_mnist", "digits", "parquet")  # parquet: shards from `cjepa data convert` in data.root
 DEVICES = ("auto", "cpu", "cuda")
@@ -57,10 +57,14 @@ class MaskConfig:
 
 @dataclass
 class LossConfig:
-    """JEPA loss plus the VICReg terms: L = L_jepa + beta_vicreg * (sim*inv + std*var + cov*cov)."""
+    """JEPA loss plus the VICReg terms: L = L_jepa + beta_vicreg * (sim*inv + std*var + cov*cov).
+
+    SIGReg is not a VICReg reading: it has its own section (:class:`SigregConfig`). The old form
+    ``loss.vicreg_mode=sigreg`` (weighted by ``beta_vicreg``) and ``loss.sigreg_*`` still load
+    (``cjepa/config/aliases.py``)."""
 
     jepa: str = "smooth_l1"  # the official I-JEPA code; "l2" is the paper's equation
-    vicreg_mode: str = "pred_blocks"  # which tensors the VICReg terms act on (method.md §3), or sigreg
+    vicreg_mode: str = "pred_blocks"  # which tensors the VICReg terms act on (method.md §3)
     beta_vicreg: float = 0.001  # 0 turns VICReg off entirely: plain I-JEPA
     beta_sim: float = 25.0
     beta_std: float = 25.0
@@ -78,22 +82,37 @@ class LossConfig:
     # projector on its own, with its own batch-norm statistics, as VICReg calls its expander once per
     # view; False: one call over all branches, one set of statistics (the behaviour before 2026-12-07).
     projector_per_branch: bool = True
-    gather_distributed: bool = True  # var/cov statistics over the global batch under DDP
-    # vicreg_mode=sigreg (LeJEPA): random directions per step and trapezoid knots on [-t_max, t_max]
-    sigreg_projections: int = 256
-    sigreg_knots: int = 17
-    sigreg_t_max: float = 5.0
+    # batch statistics over the global batch under DDP: VICReg's var/cov, SIGReg's characteristic function
+    gather_distributed: bool = True
 
     @property
     def vicreg_on(self) -> bool:
-        """Whether a regulariser is added at all (``vicreg_mode`` names it: a VICReg reading or SIGReg)."""
+        """Whether the VICReg terms are added (``vicreg_mode`` names the reading); SIGReg: ``sigreg.weight``."""
         return self.beta_vicreg > 0 and bool(self.terms)
 
     @property
     def terms(self) -> tuple[str, ...]:
-        """The regulariser's raw terms under the switches (its row in cjepa/config/regularizer_specs.py;
-        pred_tokens has no invariance term: the JEPA loss is one)."""
+        """The VICReg reading's raw terms under the switches (its row in cjepa/config/regularizer_specs.py;
+        pred_tokens has no invariance term: the JEPA loss is one); none for a name that is no reading."""
+        spec = SPECS.get(self.vicreg_mode)
+        if spec is None or not spec.is_vicreg:
+            return ()
         return active_terms(self.vicreg_mode, self.invariance, self.variance, self.covariance)
+
+
+@dataclass
+class SigregConfig:
+    """LeJEPA's SIGReg (cjepa/losses/sigreg.py) in the VICReg terms' place: L = L_jepa + weight * sigreg.
+
+    Its own section and weight, as dinov2 gives each loss (``do_dino = cfg.dino.loss_weight > 0``):
+    on when ``weight > 0``. VICReg and SIGReg are not combined: with both weights > 0 the config is
+    refused (set ``loss.beta_vicreg=0``). Was ``loss.vicreg_mode=sigreg`` weighted by
+    ``loss.beta_vicreg``, with ``loss.sigreg_*``; those keys still load (cjepa/config/aliases.py)."""
+
+    weight: float = 0.0  # LeJEPA's lambda; 0: off
+    projections: int = 256  # random directions, fresh every step
+    knots: int = 17  # trapezoid nodes on [-t_max, t_max]
+    t_max: float = 5.0
 
 
 @dataclass
@@ -202,11 +221,18 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    sigreg: SigregConfig = field(default_factory=SigregConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def regularizer(self) -> RegularizerSpec | None:
+        """The one regulariser added to the JEPA loss (its row in regularizer_specs.py), None for
+        plain I-JEPA; a ConfigError when two weights are > 0."""
+        return the_regularizer(self)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))

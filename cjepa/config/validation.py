@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from cjepa.config.mask_rules import check_masks
-from cjepa.config.regularizer_specs import SPECS
+from cjepa.config.regularizer_specs import vicreg_readings
 from cjepa.config.schema import (
     ATTENTIONS,
     DATASETS,
@@ -61,26 +61,35 @@ def _validate_model(cfg: Config) -> None:
 
 
 def _validate_loss(cfg: Config) -> None:
-    loss, ema = cfg.loss, cfg.ema
+    loss, ema, sig = cfg.loss, cfg.ema, cfg.sigreg
     _choice("loss.jepa", loss.jepa, JEPA_LOSSES)
-    _choice("loss.vicreg_mode", loss.vicreg_mode, tuple(SPECS))
+    if loss.vicreg_mode not in vicreg_readings():  # the old "sigreg" is rewritten by the loader (aliases.py)
+        raise ConfigError(f"loss.vicreg_mode: expected one of {', '.join(vicreg_readings())}, got "
+                          f"{loss.vicreg_mode!r} (SIGReg has its own section: sigreg.weight > 0, loss.beta_vicreg=0)")
     for key in ("beta_vicreg", "beta_sim", "beta_std", "beta_cov", "gamma"):
         if getattr(loss, key) < 0:
             raise ConfigError(f"loss.{key}: coefficients must be >= 0, got {getattr(loss, key)}")
     _positive("loss.eps", loss.eps)
     if loss.projector_dim < 0:
         raise ConfigError(f"loss.projector_dim: expected >= 0 (0 = encoder width), got {loss.projector_dim}")
-    _positive("loss.sigreg_projections", loss.sigreg_projections)
-    _positive("loss.sigreg_t_max", loss.sigreg_t_max)
-    if loss.sigreg_knots < 3:
-        raise ConfigError(f"loss.sigreg_knots: expected >= 3 (trapezoid nodes), got {loss.sigreg_knots}")
-    spec = SPECS[loss.vicreg_mode]
-    if loss.vicreg_on and cfg.mask.num_targets < spec.min_targets:
-        raise ConfigError(f"loss.vicreg_mode={spec.name} {spec.why_targets} and needs "
+    if sig.weight < 0:
+        raise ConfigError(f"sigreg.weight: expected >= 0 (0 = off), got {sig.weight}")
+    _positive("sigreg.projections", sig.projections)
+    _positive("sigreg.t_max", sig.t_max)
+    if sig.knots < 3:
+        raise ConfigError(f"sigreg.knots: expected >= 3 (trapezoid nodes), got {sig.knots}")
+    spec = cfg.regularizer  # one at most: two weights > 0 is refused there, naming both
+    if spec is not None and cfg.mask.num_targets < spec.min_targets:
+        raise ConfigError(f"{_named(spec.name, spec.is_vicreg)} {spec.why_targets} and needs "
                           f"mask.num_targets >= {spec.min_targets}, got {cfg.mask.num_targets}")
     _choice("ema.schedule", ema.schedule, EMA_SCHEDULES)
     _in_range("ema.start", ema.start, 0.0, 1.0)
     _in_range("ema.end", ema.end, 0.0, 1.0)
+
+
+def _named(name: str, is_vicreg: bool) -> str:
+    """How a refusal names the regulariser: the key that chose it."""
+    return f"loss.vicreg_mode={name}" if is_vicreg else f"{name}.weight > 0"
 
 
 def _validate_optim(cfg: Config) -> None:

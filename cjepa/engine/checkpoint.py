@@ -29,14 +29,16 @@ import torch
 
 from cjepa.atomic import atomic_write, tmp_pattern
 from cjepa.config import Config
+from cjepa.config.aliases import upgrade
 from cjepa.errors import CheckpointError
+from cjepa.hooks import wrap_checkpoint_write
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 PREVIOUS_NAME = "checkpoint.prev.pt"  # the one before, kept by save_checkpoint
 DAMAGED_NAME = "checkpoint.damaged.pt"  # an unreadable checkpoint set aside by load_for_resume (never read)
 # Sections whose change makes a resume inexact or impossible. run.* and eval.* may change.
-RESUME_SECTIONS = ("model", "mask", "loss", "ema", "optim", "data")
+RESUME_SECTIONS = ("model", "mask", "loss", "sigreg", "ema", "optim", "data")
 # Keys in those sections that do not change what is computed (where data lives, loader workers).
 RESUME_FREE_KEYS = {"data.num_workers", "data.root", "data.cache_dir", "data.download", "data.skip_corrupt"}
 
@@ -68,12 +70,15 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
     A storage error (a full disk, a read-only mount) is a :class:`CheckpointError` naming the file
     and the errno; the temp file is removed and the earlier checkpoints stay as they were.
+    The file is written through :func:`cjepa.hooks.wrap_checkpoint_write` (itself in real use; the
+    seam where the test-only faults of ``cjepa/faults.py`` fill the disk or kill mid-write).
     """
     path = Path(path)
     payload = {"format_version": FORMAT_VERSION, **state}
     payload["checksum"] = checksum(payload)
     try:
-        return atomic_write(path, lambda fh: torch.save(payload, fh), keep_previous=path.with_name(PREVIOUS_NAME))
+        return atomic_write(path, lambda fh: torch.save(payload, wrap_checkpoint_write(fh, path)),
+                            keep_previous=path.with_name(PREVIOUS_NAME))
     except Exception as err:
         exc = _os_error(err)
         if exc is None:
@@ -160,7 +165,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def check_compatible(saved_config: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
-    """Refuse to resume when a setting that shapes training has changed since the checkpoint."""
+    """Refuse to resume when a setting that shapes training has changed since the checkpoint (whose
+    config is read in today's keys: cjepa/config/aliases.py, e.g. an old ``loss.vicreg_mode=sigreg``)."""
+    saved_config = upgrade(saved_config)
     diffs = []
     defaults = Config().to_dict()  # a key added since the checkpoint was written reads as its default
     for section in RESUME_SECTIONS:

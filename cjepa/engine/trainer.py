@@ -31,11 +31,11 @@ from cjepa.engine.checkpoint import (
     save_checkpoint,
 )
 from cjepa.engine.evaluation import Evaluator
-from cjepa.engine.fault_reporter import fault_reporters
 from cjepa.engine.precision import resolve_autocast
 from cjepa.engine.reporting import Reporter
 from cjepa.engine.schedules import Schedules
 from cjepa.engine.step import build_optimizer, train_step
+from cjepa.hooks import run_reporters
 from cjepa.masks import MultiBlockMaskGenerator, save_mask_png
 from cjepa.method import CJEPA, needs_second_view, unwrap
 from cjepa.model import global_batchnorm, resolve_attention, set_attention
@@ -218,7 +218,7 @@ def train(cfg: Config, reporters: list[Reporter] | None = None) -> TrainResult:
     reporters = reporters or []
     run = _build(cfg)
     if run.is_main:
-        reporters = [*reporters, *fault_reporters()]  # tests only: empty unless CJEPA_TEST_FAULT asks for a kill
+        reporters = [*reporters, *run_reporters()]  # what cjepa/hooks.py holds: nothing in real use
     evaluator = Evaluator(cfg, run.device, run.autocast) if run.is_main and cfg.eval.every > 0 else None
     if run.is_main:
         _write_run_files(run)

@@ -4,6 +4,7 @@ from cjepa.losses.distributed import gather_with_grad, world_size
 from cjepa.losses.jepa import jepa_loss
 from cjepa.losses.objective import total_loss
 from cjepa.losses.sigreg import SIGRegTerms, sigreg
+from cjepa.losses.terms import Terms
 from cjepa.losses.vicreg import (
     VICRegTerms,
     covariance,
@@ -16,6 +17,7 @@ from cjepa.losses.vicreg import (
 
 __all__ = [
     "SIGRegTerms",
+    "Terms",
     "VICRegTerms",
     "covariance",
     "gather_with_grad",

@@ -1,4 +1,5 @@
-"""The C-JEPA objective: ``L = L_jepa + beta_vicreg * (beta_sim*inv + beta_std*var + beta_cov*cov)``."""
+"""The C-JEPA objective: ``L = L_jepa + weight * terms``; for VICReg ``weight = beta_vicreg`` and
+``terms = beta_sim*inv + beta_std*var + beta_cov*cov``, for SIGReg ``weight = sigreg.weight``."""
 
 from __future__ import annotations
 
@@ -6,20 +7,21 @@ import torch
 from torch import Tensor
 
 from cjepa.config import LossConfig
-from cjepa.losses.sigreg import SIGRegTerms
-from cjepa.losses.vicreg import VICRegTerms
+from cjepa.losses.terms import Terms
 from cjepa.metrics import LOSS, LOSS_JEPA, LOSS_VICREG, TERM_NAMES
 
 
-def total_loss(jepa: Tensor, terms: VICRegTerms | SIGRegTerms | None,
-               cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
-    """Combine the JEPA loss with the weighted VICReg terms; also return floats for logging.
+def total_loss(jepa: Tensor, terms: Terms | None, cfg: LossConfig,
+               weight: float) -> tuple[Tensor, dict[str, float]]:
+    """Combine the JEPA loss with the regulariser's weighted terms; also return floats for logging.
 
-    ``terms=None`` (or all terms off) is plain I-JEPA. With ``beta_vicreg == 0`` the terms are
-    still logged (telemetry) but not added, so they cost no backward. The log dict has
-    ``loss``, ``loss_jepa`` and, for the present terms, ``vicreg_inv/var/cov`` plus
-    ``loss_vicreg`` (the weighted sum *before* beta_vicreg). All values are fetched with a
-    single device sync, since one ``.item()`` per term would stall the GPU several times a step.
+    ``weight`` is the regulariser's own (its spec's weight key in
+    cjepa/config/regularizer_specs.py); ``cfg`` gives the VICReg coefficients. ``terms=None`` (or
+    all terms off) is plain I-JEPA. With ``weight == 0`` the terms are still logged (telemetry)
+    but not added, so they cost no backward. The log dict has ``loss``, ``loss_jepa`` and, for
+    the present terms, ``vicreg_inv/var/cov`` or ``sigreg``, plus ``loss_vicreg`` (the combined
+    terms *before* the weight). All values are fetched with a single device sync, since one
+    ``.item()`` per term would stall the GPU several times a step.
     """
     loss = jepa
     names = [LOSS_JEPA]
@@ -28,8 +30,8 @@ def total_loss(jepa: Tensor, terms: VICRegTerms | SIGRegTerms | None,
     if present:
         assert terms is not None
         weighted = terms.weighted(cfg)
-        if cfg.beta_vicreg > 0:
-            loss = jepa + cfg.beta_vicreg * weighted
+        if weight > 0:
+            loss = jepa + weight * weighted
         for key, value in present.items():
             names.append(TERM_NAMES[key])
             values.append(value.detach())

@@ -30,8 +30,8 @@ _DIRECTION_TAG = 0x51_6E_E6
 
 @dataclass
 class SIGRegTerms:
-    """The regulariser's one term, shaped like :class:`~cjepa.losses.vicreg.VICRegTerms` for the objective:
-    ``L = L_jepa + beta_vicreg * sigreg`` (``beta_vicreg`` is the regulariser's weight, LeJEPA's lambda)."""
+    """The regulariser's one term (a :class:`~cjepa.losses.terms.Terms`): ``L = L_jepa + weight * sigreg``
+    (``sigreg.weight``, LeJEPA's lambda)."""
 
     sigreg: Tensor
 

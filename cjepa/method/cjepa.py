@@ -39,7 +39,7 @@ def target_blocks(h: Tensor, target_idx: Tensor) -> Tensor:
 
 
 class CJEPA(nn.Module):
-    """C-JEPA (and I-JEPA, its ``beta_vicreg = 0`` case) as one module.
+    """C-JEPA (and I-JEPA, its case without a regulariser: every weight 0) as one module.
 
     The weights are drawn in a fixed order from the global RNG (encoder, predictor, regulariser),
     so ``torch.manual_seed(seed)`` before construction decides them; the target is a copy.
@@ -68,7 +68,8 @@ class CJEPA(nn.Module):
             tensors = StepTensors(step=int(batch["step"]), images=images, images2=batch.get("images2"),
                                   context_idx=masks.context, context=ctx, pred=pred, target_out=h)
             terms = self.regularizer(tensors, self.encoder)
-        return total_loss(jepa, terms, self.loss_cfg)
+        weight = self.regularizer.loss_weight if self.regularizer is not None else 0.0
+        return total_loss(jepa, terms, self.loss_cfg, weight)
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:

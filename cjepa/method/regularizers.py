@@ -1,10 +1,12 @@
-"""The regularisers C-JEPA adds to the JEPA loss: one class per reading, chosen by ``loss.vicreg_mode``.
+"""The regularisers C-JEPA adds to the JEPA loss: one class per VICReg reading (chosen by
+``loss.vicreg_mode``, weighted by ``loss.beta_vicreg``) and SIGReg (its own section: ``sigreg.weight``).
 
 The paper does not say which tensors its VICReg terms act on (method.md §3), so every reading is
 a :class:`Regularizer` in :data:`REGULARIZERS`. Adding a reading (or another regulariser) is one
-row in the torch-free table ``cjepa/config/regularizer_specs.py`` (its terms, whether it needs a
-second view, how many targets), one class here registered with :func:`register` under the same
-name, and its test: validation, the metric names and the data pipeline read the row.
+row in the torch-free table ``cjepa/config/regularizer_specs.py`` (its terms, its weight key,
+whether it needs a second view, how many targets), one class here registered with :func:`register`
+under the same name, and its test: validation, the metric names, the data pipeline and
+:func:`build_regularizer` read the row (``Config.regularizer``: the one that acts, if any).
 
 A regulariser owns its trainable parts (e.g. the projector), so they are in the optimizer, under
 DDP and in the checkpoint with the rest of the online network. It works in two stages:
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 
 from cjepa.config import Config
 from cjepa.config.regularizer_specs import SPECS
-from cjepa.losses import SIGRegTerms, VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
+from cjepa.losses import SIGRegTerms, Terms, VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
 from cjepa.losses.distributed import gather_with_grad
 from cjepa.losses.sigreg import directions, sigreg, trapezoid_weights
 from cjepa.losses.vicreg import covariance, variance
@@ -45,24 +47,26 @@ class StepTensors:
 
 
 class Regularizer(nn.Module):
-    """One reading of the extra terms; ``forward`` returns the raw (unweighted) terms. What the rest
-    of the house knows of it (terms, second view, targets) is its row in the spec table."""
+    """One reading of the extra terms; ``forward`` returns the raw (unweighted) terms and
+    :attr:`loss_weight` is what the objective multiplies them by. What the rest of the house knows of
+    it (terms, weight key, second view, targets) is its row in the spec table."""
 
     name: ClassVar[str]
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.loss_cfg = cfg.loss
+        self.loss_weight = SPECS[self.name].weight_of(cfg)  # loss.beta_vicreg, sigreg.weight, ...
 
     def embed(self, t: StepTensors, encoder: nn.Module) -> Any:
         """The tensors the statistics are taken of (runs under the step's autocast)."""
         raise NotImplementedError
 
-    def terms(self, embedded: Any) -> VICRegTerms | SIGRegTerms:
+    def terms(self, embedded: Any) -> Terms:
         """The terms of :meth:`embed`'s output, in float32."""
         raise NotImplementedError
 
-    def forward(self, t: StepTensors, encoder: nn.Module) -> VICRegTerms | SIGRegTerms:
+    def forward(self, t: StepTensors, encoder: nn.Module) -> Terms:
         embedded = self.embed(t, encoder)
         on_cuda = t.images.is_cuda
         with torch.autocast(t.images.device.type, enabled=False) if on_cuda else contextlib.nullcontext():
@@ -73,8 +77,8 @@ REGULARIZERS: dict[str, type[Regularizer]] = {}
 
 
 def register(cls: type[Regularizer]) -> type[Regularizer]:
-    """Class decorator: make ``cls`` selectable as ``loss.vicreg_mode=<cls.name>``; its row in
-    ``cjepa/config/regularizer_specs.py`` must exist (what the config and the data need to know)."""
+    """Class decorator: make ``cls`` selectable under its row in ``cjepa/config/regularizer_specs.py``
+    (``loss.vicreg_mode=<name>`` for a reading, ``<name>.weight > 0`` otherwise); the row must exist."""
     if cls.name in REGULARIZERS:
         raise ValueError(f"regulariser {cls.name!r} is registered twice")
     if cls.name not in SPECS:
@@ -84,15 +88,15 @@ def register(cls: type[Regularizer]) -> type[Regularizer]:
 
 
 def build_regularizer(cfg: Config) -> Regularizer | None:
-    """The configured regulariser, or None for plain I-JEPA (beta_vicreg 0 or every term off)."""
-    if not cfg.loss.vicreg_on:
-        return None
-    return REGULARIZERS[cfg.loss.vicreg_mode](cfg)
+    """The configured regulariser, or None for plain I-JEPA (every weight 0 or every term off)."""
+    spec = cfg.regularizer
+    return None if spec is None else REGULARIZERS[spec.name](cfg)
 
 
 def needs_second_view(cfg: Config) -> bool:
-    """Whether the data pipeline must make a second augmented view per image (the reading's spec)."""
-    return cfg.loss.vicreg_on and SPECS[cfg.loss.vicreg_mode].second_view
+    """Whether the data pipeline must make a second augmented view per image (the regulariser's spec)."""
+    spec = cfg.regularizer
+    return spec is not None and spec.second_view
 
 
 def _projector(cfg: Config) -> nn.Module:
@@ -184,22 +188,23 @@ class PredTokens(Regularizer):
 @register
 class SIGReg(Regularizer):
     """LeJEPA's SIGReg (cjepa/losses/sigreg.py) on the pooled context-encoder representation:
-    the Epps-Pulley statistic against N(0, 1) along ``loss.sigreg_projections`` random directions,
-    fresh every step. Needs neither EMA nor stop-gradient in LeJEPA; here it can run with both."""
+    the Epps-Pulley statistic against N(0, 1) along ``sigreg.projections`` random directions,
+    fresh every step; weighted by ``sigreg.weight``. Needs neither EMA nor stop-gradient in
+    LeJEPA; here it can run with both."""
 
     name = "sigreg"
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
-        self.seed = cfg.run.seed
-        t, w = trapezoid_weights(cfg.loss.sigreg_knots, cfg.loss.sigreg_t_max)
+        self.seed, self.projections = cfg.run.seed, cfg.sigreg.projections
+        t, w = trapezoid_weights(cfg.sigreg.knots, cfg.sigreg.t_max)
         self.register_buffer("t", t, persistent=False)
         self.register_buffer("weights", w, persistent=False)
 
     def embed(self, t: StepTensors, encoder: nn.Module) -> tuple[Tensor, int]:
         return t.context.mean(dim=1), t.step
 
-    def terms(self, embedded: tuple[Tensor, int]) -> SIGRegTerms:  # type: ignore[override]
+    def terms(self, embedded: tuple[Tensor, int]) -> SIGRegTerms:
         x, step = embedded
-        a = directions(x.shape[1], self.loss_cfg.sigreg_projections, self.seed, step, x.device)
+        a = directions(x.shape[1], self.projections, self.seed, step, x.device)
         return SIGRegTerms(sigreg(x, a, self.t, self.weights, gather=self.loss_cfg.gather_distributed))

@@ -13,9 +13,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from cjepa.errors import OVERRIDES_METAVAR, ArgumentParser, CJepaError
 from cjepa.sweep.study import Study
+
+if TYPE_CHECKING:
+    from cjepa.sweep.plan import StudyPlan
 
 EPILOG = """\
 examples (every script in sweeps/ takes the same options):
@@ -80,21 +85,26 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
 
 
 def apply_args(study: Study, args: argparse.Namespace) -> Study:
-    """The flags onto the study. ``is not None``, not truthiness: ``--max-concurrent 0`` must reach
-    validation (and be refused there), not be ignored."""
-    if args.name is not None:
-        study.name = args.name
+    """The study with the command line's flags (a new Study; the one given is not changed). ``is not None``,
+    not truthiness: ``--max-concurrent 0`` must reach validation (and be refused there), not be ignored."""
+    changes: dict[str, Any] = {key: getattr(args, key) for key in ("name", "max_concurrent", "workers_per_trial",
+                                                                    "trial_runner") if getattr(args, key) is not None}
     if args.seeds is not None:
-        study.seeds = tuple(args.seeds)
-    if args.max_concurrent is not None:
-        study.max_concurrent = args.max_concurrent
-    if args.workers_per_trial is not None:
-        study.workers_per_trial = args.workers_per_trial
+        changes["seeds"] = tuple(args.seeds)
     if args.use_gpu:
-        study.use_gpu = True
-    if args.trial_runner is not None:
-        study.trial_runner = args.trial_runner
-    return study
+        changes["use_gpu"] = True
+    return replace(study, **changes)
+
+
+def dry_run(plan: StudyPlan) -> None:
+    """What ``--dry-run`` prints: the planned study's arms and seeds, and the trials an extension adds."""
+    study = plan.study
+    print(f"study {study.name}: {len(plan.arms)} arms x {len(study.seeds)} seeds "
+          f"({study.search}, scheduler {study.scheduler}) in {plan.study_dir}")
+    for name in plan.arms:
+        print(f"  {name}")
+    if plan.only is not None:
+        print(f"--extend runs {len(plan.only)} new trials: " + (", ".join(f"{a} s{s}" for a, s in plan.only) or "none"))
 
 
 def main(make_study: Callable[[bool], Study], description: str, argv: list[str] | None = None) -> int:
@@ -103,16 +113,9 @@ def main(make_study: Callable[[bool], Study], description: str, argv: list[str] 
     try:
         study = apply_args(make_study(args.full), args)
         if args.dry_run:
-            from cjepa.sweep.runner import prepare_study
+            from cjepa.sweep.plan import prepare_study
 
-            arms, _, _, study_dir, only = prepare_study(study, args.storage, args.resume, args.overrides,
-                                                        extend=args.extend)
-            print(f"study {study.name}: {len(arms)} arms x {len(study.seeds)} seeds "
-                  f"({study.search}, scheduler {study.scheduler}) in {study_dir}")
-            for name in arms:
-                print(f"  {name}")
-            if only is not None:
-                print(f"--extend runs {len(only)} new trials: " + (", ".join(f"{a} s{s}" for a, s in only) or "none"))
+            dry_run(prepare_study(study, args.storage, args.resume, args.overrides, extend=args.extend))
             return 0
         from cjepa.sweep.runner import run_study
 

@@ -19,6 +19,7 @@ from typing import Any
 from cjepa.atomic import atomic_write
 from cjepa.errors import StudyError
 from cjepa.sweep.note import NOTE_TAG, parent_note
+from cjepa.sweep.plan import Tracking
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
 from cjepa.sweep.summary import summary_from_rows
@@ -96,13 +97,13 @@ def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, 
     return experiment_id
 
 
-def _mlflow_ids(tracking: dict[str, Any] | None, study: Study) -> dict[tuple[str, str], str]:
+def _mlflow_ids(tracking: Tracking | None, study: Study) -> dict[tuple[str, str], str]:
     """(arm, seed) -> MLflow run id of the study's child runs."""
     if not tracking:
         return {}
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking["tracking_uri"])
+    client = MlflowClient(tracking.uri)
     exp = client.get_experiment_by_name(study.name)
     if exp is None:
         return {}
@@ -148,13 +149,12 @@ def _written_config(path: Path) -> Any:
 
 
 def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
-               tracking: dict[str, Any] | None, extra: list[str] | None = None) -> list[dict[str, Any]]:
+               tracking: Tracking | None = None, extra: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per trial and epoch of a finished (or stopped) Tune grid; see the module docstring."""
     from cjepa.sweep.naming import flat_config, trial_arm
 
     stops = read_stop_reasons(study_dir / "stop_reasons.jsonl")
     ids = _mlflow_ids(tracking, study)
-    epochs = trial_config(study, next(iter(arms.values())), study.seeds[0], extra).run.epochs
     rows: list[dict[str, Any]] = []
     for result in grid:
         config = flat_config(result.config or {})
@@ -169,15 +169,8 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
             by_epoch.setdefault(epoch, rec)
         last = max(by_epoch) if by_epoch else 0
         trial_id = (result.metrics or {}).get("trial_id", "")
-        if result.error is not None:  # a RayTaskError's own first line is "ray::ImplicitFunc.train() (pid=...)":
-            error = getattr(result.error, "cause", None) or result.error  # the trial's exception says what failed
-            status, reason = "ERROR", redact(str(error).strip().splitlines()[0])[:300]
-        elif last < epochs:
-            status = "STOPPED"
-            reason = stops.get(trial_id, "asha: below the rung cutoff" if study.scheduler == "asha" else "stopped")
-        else:
-            status, reason = "COMPLETED", ""
         columns = config_columns(study, arm, settings, seed, study_dir, extra)
+        status, reason = _status(study, result, last, columns[CONFIG_PREFIX + "run.epochs"], stops.get(trial_id))
         common = {"study": study.name, "arm": arm, "seed": seed, "trial_id": trial_id,
                   "mlflow_run_id": ids.get((arm, str(seed)), ""), "status": status, "stop_reason": reason,
                   # where the per-epoch probes read (the test_* columns: the test split, once)
@@ -194,8 +187,19 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
     return rows
 
 
+def _status(study: Study, result: Any, last: int, epochs: int, stop: str | None) -> tuple[str, str]:
+    """(status, why it stopped) of a trial whose last epoch is ``last`` of its own config's ``epochs``
+    (not the study script's now: a script edited to train longer does not make a finished trial stopped)."""
+    if result.error is not None:  # a RayTaskError's own first line is "ray::ImplicitFunc.train() (pid=...)":
+        error = getattr(result.error, "cause", None) or result.error  # the trial's exception says what failed
+        return "ERROR", redact(str(error).strip().splitlines()[0])[:300]
+    if last < epochs:
+        return "STOPPED", stop or ("asha: below the rung cutoff" if study.scheduler == "asha" else "stopped")
+    return "COMPLETED", ""
+
+
 def write_results(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_dir: Path,
-                  tracking: dict[str, Any] | None, extra: list[str] | None = None) -> tuple[Path, str]:
+                  tracking: Tracking | None = None, extra: list[str] | None = None) -> tuple[Path, str]:
     """Write ``study_dir/results.parquet``; return its path and the markdown summary."""
     import pyarrow as pa
     import pyarrow.parquet as pq

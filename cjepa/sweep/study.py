@@ -19,13 +19,14 @@ from typing import Any
 from cjepa.config import Config, check_data_source, load_config, set_value
 from cjepa.errors import ConfigError
 from cjepa.metrics import TEST_PREFIX, final_metrics, reported_metrics, split_of
+from cjepa.sweep.plan import TrialPlan
 
 SEARCHES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
 TRIAL_RUNNERS = ("auto", "actor", "ray_train")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Space:
     """An Optuna search dimension: ``kind`` in loguniform | uniform | choice."""
 
@@ -35,8 +36,11 @@ class Space:
     choices: tuple[Any, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Study:
+    """A study's design (frozen: a flag, a profile or the runner makes a new one with ``dataclasses.replace``,
+    so the study a trial and the results table read is the one that was checked and planned)."""
+
     name: str
     base: str = "cjepa_fmnist_cpu"  # preset name in configs/ or a YAML path
     overrides: tuple[str, ...] = ()  # fixed settings and budget, e.g. ("run.epochs=4",)
@@ -104,16 +108,15 @@ def trial_config(study: Study, settings: dict[str, Any], seed: int, extra: list[
 
 def validate_study(study: Study, extra: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Check the whole study before Ray starts; return its arms. Raises ConfigError naming the problem."""
-    return plan_study(study, extra)[0]
+    return plan_study(study, extra).arms
 
 
-def plan_study(study: Study, extra: list[str] | None = None
-               ) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, int], Config]]:
+def plan_study(study: Study, extra: list[str] | None = None) -> TrialPlan:
     """:func:`validate_study`, and every grid trial's validated Config keyed by (arm, seed).
 
     These Configs are what the trials run: built and validated once here, at the driver, then
     pickled once by Ray to the trial and its workers. Optuna trials sample their settings inside
-    Tune, so their Configs are built (and validated, once) in the trial; the dict is then empty."""
+    Tune, so their Configs are built (and validated, once) in the trial; the plan then has none."""
     where = f"study {study.name!r}"
     _check_shape(study, extra or [], where)
     if study.search == "optuna":
@@ -132,7 +135,7 @@ def plan_study(study: Study, extra: list[str] | None = None
         except ConfigError as exc:
             raise ConfigError(f"{where}, arm {name!r}: {exc}") from None
         _check_metrics(study, configs[(name, study.seeds[0])], f"{where}, arm {name!r}")
-    return arms, (configs if study.search == "grid" else {})
+    return TrialPlan(arms, configs if study.search == "grid" else {})
 
 
 def _check_shape(study: Study, extra: list[str], where: str) -> None:

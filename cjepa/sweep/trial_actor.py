@@ -25,18 +25,18 @@ import copy
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from cjepa.config import Config
 from cjepa.distributed.reporter import COMPANION_FILES, TuneReporter
 from cjepa.engine.checkpoint import CHECKPOINT_NAME
+from cjepa.sweep.plan import Tracking
 
 
-def train_in_trial_actor(cfg: Config, tracking: dict[str, Any] | None, name: str) -> None:
+def train_in_trial_actor(cfg: Config, tracking: Tracking | None, name: str) -> None:
     """Train ``cfg`` in this Tune trial's process, reporting each epoch to Tune.
 
     ``name`` is the trial's stable name (its run dir, hence the scratch dir, survives a retry);
-    ``tracking`` holds the MLflowReporter's keyword arguments, or None.
+    ``tracking`` is the trial's MLflow run (:meth:`Tracking.for_trial`), or None.
     """
     from ray import tune
 
@@ -61,7 +61,8 @@ def train_in_trial_actor(cfg: Config, tracking: dict[str, Any] | None, name: str
         export_run(out, run_dir)
     run_cfg.run.output_dir = str(run_dir)
     run_cfg.run.resume = True  # a retry continues from the checkpoint just restored
-    reporters = [*main_reporters(user_cfg, tracking, run_name=name), TuneReporter()]  # Grafana's label: the trial
+    mlflow = tracking.reporter_kwargs() if tracking else None
+    reporters = [*main_reporters(user_cfg, mlflow, run_name=name), TuneReporter()]  # Grafana's label: the trial
     try:
         train_telling_reporters(run_cfg, reporters)
     except BaseException:  # failed, or ended by ASHA / the stopper: its epochs complete the results table

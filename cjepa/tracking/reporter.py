@@ -263,7 +263,7 @@ class MLflowReporter(Reporter):
         records = read_metrics(self.run_dir) or self._history_records()
         try:
             png = plot_curves(records, self.run_dir / CURVES_NAME,
-                              title=f"{self.run_name} (vicreg {'on' if self.cfg.loss.vicreg_on else 'off'}, "
+                              title=f"{self.run_name} (regulariser {getattr(self.cfg.regularizer, 'name', 'off')}, "
                                     f"seed {self.cfg.run.seed})")
         except Exception as exc:  # a plot is a summary: never fail a finished run over it
             print(f"[cjepa] warning: curves plot failed ({type(exc).__name__}: {exc})", file=sys.stderr)

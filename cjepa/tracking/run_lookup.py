@@ -16,8 +16,8 @@ RUN_KEY_TAG = "cjepa.run_key"  # the run directory, set when the run is created
 
 def run_tags(cfg: Config, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The tags every cjepa run carries, for filtering in the UI and grouping in dashboards."""
-    on = cfg.loss.vicreg_on
-    return {"method": "cjepa" if on else "ijepa", "vicreg_mode": cfg.loss.vicreg_mode if on else "none",
+    spec = cfg.regularizer  # tag values as before SIGReg had its own section: vicreg_mode "sigreg"
+    return {"method": "cjepa" if spec else "ijepa", "vicreg_mode": spec.name if spec else "none",
             "seed": str(cfg.run.seed), "dataset": cfg.data.dataset, "config_digest": cfg.digest(),
             "git_commit": git_commit(), "run_dir": str(Path(cfg.run.output_dir).resolve()),
             **(extra or {})}

@@ -1,24 +1,21 @@
-"""bench/eval_flops.py counts what an evaluation computes: each extra evaluation-bank image costs
-each encoder one full-token forward (hand-counted below) plus its row of the kNN similarity
-matmul, exactly. Ray-free, digits, a few seconds."""
+"""bench/eval_flops.py's count (``cjepa.benchmarking.flops.evaluation_flops``) is what an evaluation
+computes: each extra evaluation-bank image costs each encoder one full-token forward (hand-counted
+below, attention included) plus its row of the kNN similarity matmul, exactly. Ray-free, digits,
+a few seconds."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/ is not a package
-
-import eval_flops  # noqa: E402
-
-from cjepa.config import load_config  # noqa: E402
-from tests.conftest import tiny_overrides  # noqa: E402
+from cjepa.benchmarking.flops import evaluation_flops
+from cjepa.config import load_config
+from tests.conftest import tiny_overrides
 
 
 def _evaluation(tmp_path: Path, train_samples: int) -> float:
     cfg = load_config(None, tiny_overrides(tmp_path / "run", "eval.every=1", "eval.linear_epochs=0",
                                            "eval.test_samples=50", f"eval.train_samples={train_samples}"))
-    return eval_flops.evaluation_flops(cfg)
+    return evaluation_flops(cfg)
 
 
 def test_a_bank_image_costs_one_forward_per_encoder_and_its_knn_row(tmp_path):

@@ -1,4 +1,5 @@
-"""bench/gpu_check.py works before any GPU sees it: its dry run, its MFU/FLOP arithmetic, its limits.
+"""bench/gpu_check.py works before any GPU sees it: its dry run, its MFU/FLOP arithmetic, its limits
+(the stages: ``cjepa.benchmarking.gpu_stages``; the FLOPs: ``cjepa.benchmarking.flops``).
 
 Why: GPU time is lent rarely and briefly, so the script must be right the first time. The dry
 run executes every stage on the CPU at tiny sizes (Ray is never started: stage (d) is validated
@@ -11,21 +12,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
+from cjepa.benchmarking.flops import analytic_flops, mfu, peak_tflops, step_flops, vit_block_flops
+from cjepa.benchmarking.gpu_stages import CONFIGS, LIMITS, RESULT_KEYS, STAGES, TINY, VARIANT_KEYS
+from cjepa.benchmarking.processes import TimeLimit, run_command, time_limit
+from cjepa.config import load_config
+from cjepa.masks import MultiBlockMaskGenerator
+from tests.bench.scripts import load_script
 
-import gpu_check  # noqa: E402  (bench/ is not a package)
-from gpu_check_flops import _block, analytic_flops, mfu, peak_tflops, step_flops  # noqa: E402
-from gpu_check_stages import CONFIGS, LIMITS, RESULT_KEYS, STAGES, TINY, StageTimeout, run_subprocess, time_limit  # noqa: E402
-from gpu_check_step import VARIANT_KEYS  # noqa: E402
-
-from cjepa.config import load_config  # noqa: E402
-from cjepa.masks import MultiBlockMaskGenerator  # noqa: E402
+gpu_check = load_script("gpu_check")
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def test_peak_lookup_by_device_name():
 
 def test_vit_block_formula_by_hand():
     n, d = 10, 64  # qkv 3d^2 + proj d^2 + MLP 8d^2 = 12 d^2 MACs per token; attention 2 n^2 d MACs
-    assert _block(n, d, 4.0) == 2 * (12 * n * d * d + 2 * n * n * d)
+    assert vit_block_flops(n, d, 4.0) == 2 * (12 * n * d * d + 2 * n * n * d)
 
 
 @pytest.mark.parametrize("beta", [0.001, 0.0])  # C-JEPA (pred_blocks) and I-JEPA
@@ -73,14 +71,14 @@ def test_analytic_flops_equal_flop_counter(beta, one_thread):
 
 @pytest.mark.integration
 def test_time_limit_and_subprocess_timeout(tmp_path):
-    with pytest.raises(StageTimeout), time_limit(0.2):
+    with pytest.raises(TimeLimit), time_limit(0.2):
         time.sleep(5)
     t0 = time.monotonic()
-    run = run_subprocess([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
-                         8.0, tmp_path / "log")  # Python start-up alone can take seconds on a loaded box
+    run = run_command([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
+                      tmp_path / "log", 8.0)  # Python start-up alone can take seconds on a loaded box
     assert run["timed_out"] and run["returncode"] is None and time.monotonic() - t0 < 40
     assert "started" in run["log_tail"]
-    ok = run_subprocess([sys.executable, "-c", "raise SystemExit(3)"], 30, tmp_path / "log2")
+    ok = run_command([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "log2", 30)
     assert ok == {**ok, "returncode": 3, "timed_out": False}
 
 

@@ -1,4 +1,5 @@
-"""bench/step_throughput.py: its reference loader, the official I-JEPA step's equivalence, a dry run.
+"""bench/step_throughput.py: its reference loader (``cjepa.benchmarking.official_ijepa``), the official
+I-JEPA step's equivalence, a dry run.
 
 Why: a speed ratio against the official I-JEPA code means something only if the reference step
 computes what ours computes. With a clone of facebookresearch/ijepa (``$CJEPA_IJEPA_SRC``; the
@@ -11,6 +12,7 @@ No speed is asserted anywhere.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -19,17 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
+from cjepa.benchmarking import official_ijepa
+from cjepa.benchmarking.steps import make_batches
+from cjepa.engine.step import build_optimizer, train_step
+from cjepa.masks import Masks
+from cjepa.method import CJEPA
+from tests.bench.scripts import load_script
 
-import step_official  # noqa: E402  (bench/ is not a package)
-import step_throughput  # noqa: E402
-from step_data import make_batches  # noqa: E402
-
-from cjepa.engine.step import build_optimizer, train_step  # noqa: E402
-from cjepa.masks import Masks  # noqa: E402
-from cjepa.method import CJEPA  # noqa: E402
-
+step_throughput = load_script("step_throughput")
 CLONE = os.environ.get(step_throughput.IJEPA_ENV, "")
 needs_clone = pytest.mark.skipif(
     not (CLONE and Path(CLONE, "src/models/vision_transformer.py").is_file()),
@@ -64,27 +63,27 @@ def test_loader_refuses_a_directory_that_is_not_a_clone(tmp_path, fresh_src):
     (tmp_path / "src/masks").mkdir(parents=True)
     (tmp_path / "src/masks/utils.py").write_text("def apply_masks(x, masks):\n    return x\n")
     with pytest.raises(SystemExit, match="not an I-JEPA clone, missing src/models/vision_transformer.py"):
-        step_official.load_official(tmp_path)
+        official_ijepa.load_official(tmp_path)
 
 
 def test_loader_imports_from_the_given_tree_only(tmp_path, fresh_src):
     root = _stand_in_tree(tmp_path / "a")
     path_before = list(sys.path)
-    off = step_official.load_official(root)
+    off = official_ijepa.load_official(root)
     assert off.root == root.resolve()
     assert Path(off.vit.__file__).resolve() == (root / "src/models/vision_transformer.py").resolve()
     assert off.apply_masks.__module__ == "src.masks.utils"
-    assert sys.path == path_before  # the clone is on sys.path only for the import
+    assert sys.path == path_before  # the clone never goes on sys.path
     other = _stand_in_tree(tmp_path / "b")
     with pytest.raises(SystemExit, match="a different 'src' package is already imported"):
-        step_official.load_official(other)
+        official_ijepa.load_official(other)
 
 
 def test_loader_names_a_missing_function(tmp_path, fresh_src):
     root = _stand_in_tree(tmp_path)
     (root / "src/masks/utils.py").write_text("x = 1\n")
     with pytest.raises(SystemExit, match="src/masks/utils.py lacks apply_masks"):
-        step_official.load_official(root)
+        official_ijepa.load_official(root)
 
 
 def test_official_variant_is_skipped_with_a_note_without_a_clone(monkeypatch):
@@ -97,7 +96,7 @@ def test_official_variant_is_skipped_with_a_note_without_a_clone(monkeypatch):
 
 def _official_from_ours(off, model: CJEPA, cfg):
     """The official encoder, target and predictor holding our weights (and our position tables)."""
-    enc, pred = step_official.build_modules(off, cfg.model)
+    enc, pred = official_ijepa.build_modules(off, cfg.model)
     enc.load_state_dict({**model.encoder.state_dict(), "pos_embed": model.encoder.pos_embed})
     names = {"embed.": "predictor_embed.", "blocks.": "predictor_blocks.", "norm.": "predictor_norm.",
              "proj.": "predictor_proj."}
@@ -106,7 +105,7 @@ def _official_from_ours(off, model: CJEPA, cfg):
         prefix = next((p for p in names if key.startswith(p)), "")
         state[names.get(prefix, "") + key[len(prefix):]] = value
     pred.load_state_dict(state)
-    target = step_official.copy.deepcopy(enc)
+    target = copy.deepcopy(enc)
     for p in target.parameters():
         p.requires_grad = False
     return enc.train(), target, pred.train()
@@ -116,14 +115,14 @@ def _official_from_ours(off, model: CJEPA, cfg):
 def test_official_step_computes_our_i_jepa_step(tiny_cfg, fresh_src):
     """Same weights, masks and batches: the official step's losses and EMA target equal ours."""
     cfg = tiny_cfg("loss.beta_vicreg=0")
-    off = step_official.load_official(CLONE)
+    off = official_ijepa.load_official(CLONE)
     batches = make_batches(cfg, 8, 3, "random", seed=0)
     torch.manual_seed(0)
     model = CJEPA(cfg).train()
     enc, target, pred = _official_from_ours(off, model, cfg)
     o = cfg.optim
-    opt = step_official.official_optimizer(enc, pred, o.lr, o.betas, o.weight_decay)
-    official = step_official.official_step(off, enc, target, pred, opt, cfg.ema.start)
+    opt = official_ijepa.official_optimizer(enc, pred, o.lr, o.betas, o.weight_decay)
+    official = official_ijepa.official_step(off, enc, target, pred, opt, cfg.ema.start)
     ours_opt = build_optimizer(model, o)
     for b in batches:
         batch = {"step": 0, "images": b.images, "masks": Masks(b.context, b.targets)}

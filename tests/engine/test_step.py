@@ -80,9 +80,9 @@ def test_grad_norm_is_logged_and_clipping_applies(tiny_cfg, digits, clip):
 
 
 def test_sigreg_reaches_the_encoder(tiny_cfg, digits):
-    """SIGReg's weight is beta_vicreg: doubling it changes the encoder gradient; weight 0 is I-JEPA's."""
-    g = {beta: _encoder_grad(tiny_cfg("loss.vicreg_mode=sigreg", f"loss.beta_vicreg={beta}"), digits,
-                             "beta_vicreg", beta) for beta in (0.0, 0.05, 0.1)}
+    """SIGReg's weight is sigreg.weight: doubling it changes the encoder gradient; weight 0 is I-JEPA's."""
+    g = {beta: _encoder_grad(tiny_cfg("loss.beta_vicreg=0", f"sigreg.weight={beta}"), digits, "beta_vicreg", 0.0)
+         for beta in (0.0, 0.05, 0.1)}
     ijepa = _encoder_grad(tiny_cfg("loss.beta_vicreg=0"), digits, "beta_vicreg", 0.0)
     assert torch.equal(g[0.0], ijepa)
     assert (g[0.1] - g[0.05]).abs().max() > 1e-9

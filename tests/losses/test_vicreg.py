@@ -223,7 +223,7 @@ def test_each_term_reaches_encoder_with_tiny_beta(reading: str, name: str) -> No
     terms = _readings(w, a, b, cfg)[reading]
     for other in {"inv", "var", "cov"} - {name}:
         assert getattr(terms, other) is None
-    loss, _ = total_loss(jepa, terms, cfg)
+    loss, _ = total_loss(jepa, terms, cfg, cfg.beta_vicreg)
     (grad,) = torch.autograd.grad(loss, w)
     (ref,) = torch.autograd.grad(_reference_term(reading, name, w, a, b), w)
     assert ref.abs().max() > 1e-3  # the term really depends on the encoder here
@@ -234,7 +234,7 @@ def test_each_term_reaches_encoder_with_tiny_beta(reading: str, name: str) -> No
 def test_all_terms_sum_and_all_off_gives_no_gradient(reading: str) -> None:
     w, a, b = _encoder_setup()
     cfg = LossConfig(beta_vicreg=0.001)
-    loss, _ = total_loss(torch.tensor(0.0, dtype=T), _readings(w, a, b, cfg)[reading], cfg)
+    loss, _ = total_loss(torch.tensor(0.0, dtype=T), _readings(w, a, b, cfg)[reading], cfg, cfg.beta_vicreg)
     (grad,) = torch.autograd.grad(loss, w)
     ref = sum(0.001 * BETAS[n] * torch.autograd.grad(_reference_term(reading, n, w, a, b), w)[0]
               for n in BETAS)
@@ -243,6 +243,6 @@ def test_all_terms_sum_and_all_off_gives_no_gradient(reading: str) -> None:
     off = _cfg(beta_vicreg=0.001, invariance=False, variance=False, covariance=False)
     pred_w = torch.randn(6, 4, dtype=T, requires_grad=True)
     jepa = jepa_loss(a @ pred_w, torch.zeros(8, 4, dtype=T))
-    loss, _ = total_loss(jepa, _readings(w, a, b, off)[reading], off)
+    loss, _ = total_loss(jepa, _readings(w, a, b, off)[reading], off, off.beta_vicreg)
     loss.backward()
     assert w.grad is None and pred_w.grad is not None

@@ -22,16 +22,23 @@ def _batch(cfg, n: int = 16) -> dict:
     return ds[(0, torch.arange(n))]
 
 
+#: each regulariser of the table, as a config selects it: a VICReg reading by loss.vicreg_mode, SIGReg by its weight
+SELECT = {**{mode: (f"loss.vicreg_mode={mode}",) for mode in VICREG_MODES},
+          "sigreg": ("sigreg.weight=0.05", "loss.beta_vicreg=0")}
+
+
 def test_every_configurable_reading_is_registered():
-    assert set(REGULARIZERS) == set(VICREG_MODES)
+    assert set(REGULARIZERS) == set(SPECS) == set(SELECT)  # the table and the registry name the same ones
     assert [name for name in REGULARIZERS if SPECS[name].second_view] == ["two_views"]
-    assert list(SPECS) == list(VICREG_MODES)  # the table is the config's list of readings
+    assert [n for n, spec in SPECS.items() if spec.is_vicreg] == list(VICREG_MODES)  # the config's readings
+    assert [spec.weight for spec in SPECS.values() if not spec.is_vicreg] == ["sigreg.weight"]
 
 
-@pytest.mark.parametrize("mode", VICREG_MODES)
-def test_online_state_round_trip(tiny_cfg, mode):
+@pytest.mark.parametrize("name", list(SELECT))
+def test_online_state_round_trip(tiny_cfg, name):
     """A model rebuilt from online_state_dict + the target's state computes the same loss."""
-    cfg = tiny_cfg(f"loss.vicreg_mode={mode}")
+    cfg = tiny_cfg(*SELECT[name])
+    assert cfg.regularizer is SPECS[name]
     torch.manual_seed(0)
     a = CJEPA(cfg)
     torch.manual_seed(1)

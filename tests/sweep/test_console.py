@@ -14,11 +14,11 @@ import ray
 from cjepa.sweep import Study
 from cjepa.sweep.cli import parse_args
 from cjepa.sweep.console import METRIC_COLUMNS, cluster_usage_line, console_options, true_usage
+from cjepa.sweep.plan import prepare_study
 from cjepa.sweep.runner import build_tuner
 from cjepa.sweep.study import Space
 
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
-ARMS = {"beta_vicreg=0.0": {"loss.beta_vicreg": 0.0}, "beta_vicreg=0.01": {"loss.beta_vicreg": 0.01}}
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_an_exported_output_setting_wins(no_ray, monkeypatch):
 
 
 def test_the_tuner_carries_the_reporter_and_ray_stays_off(no_ray, tmp_path):
-    tuner = build_tuner(_tiny(), ARMS, [], None, str(tmp_path), resume=False)
+    tuner = build_tuner(prepare_study(_tiny(), str(tmp_path), False, []))
     run_config = tuner._local_tuner.get_run_config()
     assert run_config.verbose == 1 and run_config.progress_reporter._metric_columns == METRIC_COLUMNS
     from cjepa.sweep.trial_lines import TrialLines
@@ -101,7 +101,7 @@ def test_the_tuner_carries_the_reporter_and_ray_stays_off(no_ray, tmp_path):
     lines = [c for c in run_config.callbacks if isinstance(c, TrialLines)]
     assert len(lines) == 1 and (lines[0].epochs, lines[0].trials) == (2, 4)  # tiny_study.yaml: 2 epochs; 2 x 2
     assert not ray.is_initialized()
-    loud = build_tuner(_tiny(), ARMS, [], None, str(tmp_path / "loud"), resume=False, verbose=True)
+    loud = build_tuner(prepare_study(_tiny(), str(tmp_path / "loud"), False, []), verbose=True)
     assert loud._local_tuner.get_run_config().progress_reporter is None and not ray.is_initialized()
 
 

@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from cjepa.errors import StudyError
 from cjepa.sweep import Space, Study
-from cjepa.sweep.runner import extension_name, prepare_study
+from cjepa.sweep.plan import prepare_study
+from cjepa.sweep.runner import extension_name
 
 DRIVER = Path(__file__).with_name("study_driver.py")
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
@@ -37,10 +38,10 @@ def _table(path: Path, trials: list[tuple[str, int]]) -> None:
 
 def test_extend_plans_only_the_missing_trials(tmp_path: Path) -> None:
     _table(tmp_path / "tiny_vicreg", [("beta_vicreg=0.0", 0), ("beta_vicreg=0.01", 0)])
-    only = prepare_study(_study(levels=(0.0, 0.01, 0.1)), str(tmp_path), False, [], extend=True)[4]
-    assert only == [("beta_vicreg=0.0", 1), ("beta_vicreg=0.01", 1), ("beta_vicreg=0.1", 0), ("beta_vicreg=0.1", 1)]
+    only = prepare_study(_study(levels=(0.0, 0.01, 0.1)), str(tmp_path), False, [], extend=True).only
+    assert only == (("beta_vicreg=0.0", 1), ("beta_vicreg=0.01", 1), ("beta_vicreg=0.1", 0), ("beta_vicreg=0.1", 1))
     assert extension_name("tiny_vicreg", only) == extension_name("tiny_vicreg", list(reversed(only)))
-    assert prepare_study(_study(seeds=(0,)), str(tmp_path), False, [], extend=True)[4] == []
+    assert prepare_study(_study(seeds=(0,)), str(tmp_path), False, [], extend=True).only == ()
     with pytest.raises(StudyError, match="already has results"):  # without --extend: still refused
         prepare_study(_study(), str(tmp_path), False, [])
 

@@ -127,9 +127,10 @@ def test_grid_trials_get_their_validated_config_once():
     from cjepa.sweep.study import plan_study
 
     study = _study(factors={"loss.beta_vicreg": [0.0, 1e-05]}, seeds=(0, 3))
-    arms, configs = plan_study(study)
+    plan = plan_study(study)
+    arms, configs = plan.arms, plan.configs
     assert sorted(configs) == [(a, s) for a in sorted(arms) for s in (0, 3)]
     for (arm, seed), cfg in configs.items():
         assert cfg.run.seed == seed and cfg.loss.beta_vicreg == arms[arm]["loss.beta_vicreg"]
     assert plan_study(_study(search="optuna", factors={},
-                             space={"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)}))[1] == {}
+                             space={"loss.beta_vicreg": Space("loguniform", 1e-4, 1e-2)})).configs == {}

@@ -1,11 +1,12 @@
 """The official I-JEPA code (facebookresearch/ijepa) as a reference step, loaded from a local clone.
 
-Why: the issue's question is whether *our* step is fast, and the fairest yardstick is the code
-the paper's numbers came from. Its modules are imported at run time from ``--ijepa-src DIR``
-(a ``git clone https://github.com/facebookresearch/ijepa``); nothing of it is vendored or copied
-into this repository. The clone's files import each other as ``src.…`` (``src`` is a namespace
-package), so the clone's root goes on ``sys.path`` for the import, and the loader refuses a
-``src`` that another path has already put into ``sys.modules``.
+Why: the fairest yardstick for *our* step is the code the paper's numbers came from. Its modules
+are imported at run time from ``--ijepa-src DIR`` (a ``git clone
+https://github.com/facebookresearch/ijepa``); nothing of it is vendored into this repository.
+The clone's files import each other as ``src.…`` (``src`` is a namespace package), so the
+loader makes the clone's ``src`` folder the module ``src`` (a package whose path is that folder
+alone) and imports through it: nothing goes on ``sys.path``, and the loader refuses a ``src``
+that something else has already put into ``sys.modules``.
 
 The step follows ``src/train.py``'s ``train_step`` at our sizes, masks and batches: target
 forward without grad, parameter-free layer norm, ``apply_masks`` + ``repeat_interleave_batch``;
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +33,9 @@ from types import ModuleType
 
 import torch
 import torch.nn.functional as F
-from step_data import Batch, Variant, count_params
 from torch import nn
+
+from cjepa.benchmarking.steps import Batch, Variant, count_params
 
 # The files of the clone this benchmark uses, and the names it takes from each.
 REQUIRED = {
@@ -58,21 +62,35 @@ def _inside(module: ModuleType, root: Path) -> bool:
     return bool(paths) and all(Path(p).resolve().is_relative_to(root) for p in paths)
 
 
+def _register_src(root: Path) -> None:
+    """Make the clone's ``src`` the module ``src`` (its submodules are then found through its path)."""
+    loaded = sys.modules.get("src")
+    if loaded is not None:
+        if not _inside(loaded, root):
+            raise SystemExit(f"--ijepa-src {root}: a different 'src' package is already imported "
+                             f"({getattr(loaded, '__path__', loaded)}); run the benchmark in a fresh process")
+        return
+    locations = [str(root / "src")]  # a plain list: a namespace path would be re-searched on sys.path
+    init = root / "src" / "__init__.py"
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location("src", init, submodule_search_locations=locations)
+    else:
+        spec = importlib.machinery.ModuleSpec("src", None, is_package=True)
+        spec.submodule_search_locations = locations
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["src"] = module
+    if spec.loader is not None:
+        spec.loader.exec_module(module)
+
+
 def load_official(src_dir: Path | str) -> Official:
     """Import the official modules from the clone at ``src_dir``; a clear SystemExit when it is not one."""
     root = Path(src_dir).expanduser().resolve()
     missing = [rel for rel in REQUIRED if not (root / rel).is_file()]
     if missing:
         raise SystemExit(f"--ijepa-src {root}: not an I-JEPA clone, missing {', '.join(missing)} ({CLONE_HINT})")
-    loaded = sys.modules.get("src")
-    if loaded is not None and not _inside(loaded, root):
-        raise SystemExit(f"--ijepa-src {root}: a different 'src' package is already imported "
-                         f"({getattr(loaded, '__path__', loaded)}); run the benchmark in a fresh process")
-    sys.path.insert(0, str(root))
-    try:
-        mods = {rel: importlib.import_module(rel[:-3].replace("/", ".")) for rel in REQUIRED}
-    finally:
-        sys.path.remove(str(root))
+    _register_src(root)
+    mods = {rel: importlib.import_module(rel[:-3].replace("/", ".")) for rel in REQUIRED}
     for rel, mod in mods.items():
         if not _inside(mod, root):
             raise SystemExit(f"--ijepa-src {root}: {mod.__name__} was imported from {mod.__file__}, not the clone")

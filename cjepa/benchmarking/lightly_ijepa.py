@@ -1,8 +1,8 @@
 """lightly's I-JEPA (its timm and torchvision modules) as reference steps for bench/step_throughput.py.
 
 Why kept: lightly is the public I-JEPA implementation most people reach for; our step should not
-be slower than it. lightly is imported only inside the builders, so this module imports without
-it (the venv that has it: bench/README.md).
+be slower than it. lightly is not a dependency of cjepa: it is imported only inside the builders,
+so this module imports without it (the venv that has it: bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from step_data import Batch, Variant, count_params
 from torch import Tensor, nn
+
+from cjepa.benchmarking.steps import Batch, Variant, count_params
 
 
 def _lightly_step(encoder: nn.Module, target: nn.Module, predictor: nn.Module, cfg: Any,

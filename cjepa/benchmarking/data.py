@@ -1,18 +1,15 @@
-"""Shards of ImageNet-like JPEGs and stage (c) of bench/gpu_check.py: the data pipeline's images/s.
+"""Benchmark data: ImageNet-like photo JPEGs and their shards, and the data pipeline's images/s.
 
-Sources: crops of scikit-learn's sample photos (500x375 / 375x500, JPEG q90, ``data_photos.py``)
-in train/ and test/ class folders, converted by ``cjepa data convert --format keep``. The stage
-times the shard stream as the trainer runs it, both ways ``data.decode`` offers:
+The photos: crops of scikit-learn's two sample photos (china.jpg, flower.jpg; 427x640), 500x375
+or 375x500, randomly placed and mirrored, JPEG quality 90 (~ImageNet's mean size and quality) in
+an ImageFolder tree of 10 classes. Nothing is downloaded. Used by ``bench/data_throughput.py
+--photos``, ``bench/stream_candidates.py`` and the GPU check's shards stage.
 
-- ``workers``: DataLoader workers decode with Pillow (DCT-domain downscaling where the crop allows)
-  and crop/resize to uint8; the main process moves the batch to the device and normalises it there;
-- ``device``: workers only read shards and draw boxes; the main process decodes the batch with
-  nvJPEG (``torchvision.io.decode_jpeg(device="cuda")``) and crops, resizes, flips and normalises
-  on the GPU (``cjepa/data/decode_cuda.py``).
-
-Also the device decode alone (one batch, nvJPEG + crops) and the mean |difference| in grey levels
-between the two paths' images for the same boxes. In a dry run the "device" is the CPU
-(libjpeg-turbo through torchvision): the same code, no GPU figures.
+``bench_data`` is the GPU check's stage (c): the shard stream as the trainer runs it, both ways
+``data.decode`` offers: ``workers`` (DataLoader workers decode with Pillow and crop/resize to
+uint8; the main process moves the batch and normalises it there) and ``device`` (workers only read
+shards and draw boxes; the main process decodes with nvJPEG and crops, resizes, flips and
+normalises on the GPU, ``cjepa/data/decode_cuda.py``). In a dry run the "device" is the CPU.
 """
 
 from __future__ import annotations
@@ -21,14 +18,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from cjepa.benchmarking.timing import rate, sync
 
-def make_shards(workdir: Path, n_train: int, n_test: int, size: int, classes: int = 10) -> dict[str, Any]:
-    """ImageNet-like photo crops in train/ and test/ folders, turned into shards by ``cjepa data convert``
+
+def make_photos(root: Path, n: int, seed: int = 0) -> Path:
+    """n JPEG crops (500x375 / 375x500, q90) of the sklearn sample photos under root/cK/."""
+    if root.exists() and sum(1 for _ in root.rglob("*.JPEG")) == n:
+        return root
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        photo = photos[i % 2]
+        h, w = (375, 500) if rng.random() < 0.7 else (min(427, 500), 375)
+        top, left = rng.integers(0, photo.shape[0] - h + 1), rng.integers(0, photo.shape[1] - w + 1)
+        crop = photo[top:top + h, left:left + w]
+        crop = crop[:, ::-1] if rng.random() < 0.5 else crop
+        (root / f"c{i % 10}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(crop)).save(root / f"c{i % 10}" / f"{i:06d}.JPEG", quality=90)
+    return root
+
+
+def make_shards(workdir: Path, n_train: int, n_test: int, size: int) -> dict[str, Any]:
+    """Photos in train/ and test/ folders, turned into shards by ``cjepa data convert --format keep``
     (JPEG bytes kept). ``size`` is recorded for the report: the sources are 500x375."""
-    from data_photos import make_photos
-
     from cjepa.cli import main as cjepa_main
 
     t0 = time.perf_counter()
@@ -44,33 +62,18 @@ def make_shards(workdir: Path, n_train: int, n_test: int, size: int, classes: in
             "seconds": time.perf_counter() - t0}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rate(fn: Any, images_per_call: int, calls: int, device: torch.device) -> float:
-    fn()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    _sync(device)
-    return images_per_call * calls / (time.perf_counter() - t0)
-
-
 def _loader_rate(loader: Any, device: torch.device, on_batch: Any) -> tuple[float, float]:
     """(images/s after the first batch, seconds to the first batch) through a DataLoader."""
     t0 = time.perf_counter()
     it = iter(loader)
     on_batch(next(it))
-    _sync(device)
+    sync(device)
     first = time.perf_counter() - t0
     t1, n = time.perf_counter(), 0
     for batch in it:
         on_batch(batch)
         n += len(batch["labels"])
-    _sync(device)
+    sync(device)
     return n / max(time.perf_counter() - t1, 1e-9), first
 
 
@@ -83,12 +86,20 @@ def _stream(root: str, cfg: Any, decode: str, mask_fn: Any) -> Any:
                        mask_fn, hflip=0.5, decode=decode)
 
 
+def _consume(stream: Any, device: torch.device) -> Any:
+    pin = device.type == "cuda"
+
+    def on_batch(b: dict[str, Any]) -> None:
+        moved = {k: (v.to(device, non_blocking=pin) if torch.is_tensor(v) else v) for k, v in b.items()}
+        stream.finish_on_device(moved, device)
+        b["masks"].to(device, non_blocking=pin)
+    return on_batch
+
+
 def bench_data(shards: str, cfg: Any, batch: int, epochs: int, workers: int, device: torch.device,
                calls: int = 5) -> dict[str, Any]:
-    """Stage (c): the stream with workers' decode vs device decode, whole pipelines and alone, in images/s.
-
-    ``cfg`` (a cjepa Config) gives the image size, channels, crop scale and masks.
-    """
+    """The stream with workers' decode vs device decode, whole pipelines and alone, in images/s;
+    ``cfg`` (a cjepa Config) gives the image size, channels, crop scale and masks."""
     from cjepa.data import build_loader
     from cjepa.masks import MultiBlockMaskGenerator
 
@@ -102,20 +113,12 @@ def bench_data(shards: str, cfg: Any, batch: int, epochs: int, workers: int, dev
     a = on_workers.finish_on_device(dict(raw_workers), torch.device("cpu"))
     b = on_device.finish_on_device(dict(raw_device), device)
     diff = float((a["images"] - b["images"].cpu()).abs().mean() * float(on_workers.std[0]) * 255)
-    dev_decode = _rate(lambda: on_device.finish_on_device(dict(raw_device), device), batch, calls, device)
-    pin = device.type == "cuda"
-
-    def consume(stream: Any) -> Any:
-        def on_batch(b: dict[str, Any]) -> None:
-            moved = {k: (v.to(device, non_blocking=pin) if torch.is_tensor(v) else v) for k, v in b.items()}
-            stream.finish_on_device(moved, device)
-            b["masks"].to(device, non_blocking=pin)
-        return on_batch
-
+    dev_decode = rate(lambda: on_device.finish_on_device(dict(raw_device), device), batch, calls, device)
     rates = {}
     for name, stream in (("workers", on_workers), ("device", on_device)):
         sampler = stream.sampler(batch, 0, 0, epochs, max(1, workers))
-        rates[name] = _loader_rate(build_loader(stream, sampler, workers, pin_memory=pin), device, consume(stream))
+        loader = build_loader(stream, sampler, workers, pin_memory=device.type == "cuda")
+        rates[name] = _loader_rate(loader, device, _consume(stream, device))
     sizes = [im.shape for im in raw_device["images_jpeg"]]
     return {"device": str(device), "img_size": cfg.model.img_size, "source_size": [min(sizes), max(sizes)],
             "batch": batch, "loader_workers": workers, "cpu_threads": torch.get_num_threads(),
