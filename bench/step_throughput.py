@@ -41,8 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "cjepa_fmnist_cpu.yaml"
 VENV_PYTHON = REPO / "bench" / ".venv-lightly" / "bin" / "python"
 REEXEC_ENV, IJEPA_ENV = "CJEPA_BENCH_REEXECUTED", "CJEPA_IJEPA_SRC"
-VENV_HINT = ("python -m venv --system-site-packages bench/.venv-lightly && "
-             "bench/.venv-lightly/bin/pip install -r bench/requirements-lightly.txt")
+# The project's .venv is a venv itself, whose packages --system-site-packages would not see: bench/README.md
+# ("The lightly reference lives in its own venv") gives the three commands, a .pth line pointing at .venv.
+VENV_HINT = "see bench/README.md, \"The lightly reference lives in its own venv\" (three commands)"
 LIGHTLY = ("lightly_timm", "lightly_tv")
 OFFICIAL, OFFICIAL_BF16 = "official_ijepa", "official_ijepa_bf16"  # the bf16 one: train.py's autocast branch
 ALL_VARIANTS = (*OURS, *LEVERS, OFFICIAL, OFFICIAL_BF16, *LIGHTLY)
@@ -101,7 +102,7 @@ def maybe_reexec(names: Sequence[str], argv: Sequence[str]) -> str | None:
         os.execve(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *argv],
                   {**os.environ, REEXEC_ENV: "1"})
     return (f"lightly is not importable (and {VENV_PYTHON} is missing or lacks it): the lightly variants are "
-            f"skipped. To compare against lightly, create the venv from the repository root:\n    {VENV_HINT}")
+            f"skipped. To compare against lightly, create the venv: {VENV_HINT}")
 
 
 def choose_variants(args: argparse.Namespace, argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:

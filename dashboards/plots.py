@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")  # files only; never a display (workers, CI)
 import matplotlib.pyplot as plt  # noqa: E402
@@ -157,8 +158,6 @@ def collapse_plot(data: StudyData, path: Path) -> Path:
 
 def numeric_factor(data: StudyData) -> str | None:
     """The factor column to put on a coefficient plot: numeric, several levels (beta_vicreg / beta_sim first)."""
-    import pandas as pd
-
     cols = [c for c in data.factors if pd.api.types.is_numeric_dtype(data.df[c])
             and not pd.api.types.is_bool_dtype(data.df[c]) and data.df[c].nunique() > 1]
     cols.sort(key=lambda c: (not c.endswith(("beta_vicreg", "beta_sim")), c))
@@ -170,6 +169,28 @@ def config_default(key: str) -> float | None:
     recipe), where it is a positive number a log axis can show."""
     value = default(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def _coefficient_points(final: Any, factor: str, metrics: Sequence[str], zero_ax: Any, log_ax: Any,
+                        positive: list[float]) -> None:
+    """Each metric's mean ± 95 % CI per level, dodged side by side so equal values stay visible."""
+    names = {"linear_target": "linear probe (target enc.)", "knn_target": "kNN (target enc.)"}
+    for i, metric in enumerate(metrics):
+        s, (lo, hi) = _scale(metric), _bounds(metric)  # CIs are clipped to the metric's range
+        dodge = (i - (len(metrics) - 1) / 2) * 0.12
+        for ax, xs in ((zero_ax, [0.0]), (log_ax, positive)):
+            if ax is None:
+                continue
+            ivs = [mean_ci(final.loc[final[factor] == x, metric].dropna().tolist()) for x in xs]
+            ok = [(x, iv) for x, iv in zip(xs, ivs) if iv.n]
+            if not ok:
+                continue
+            px = [x + 3 * dodge if ax is zero_ax else x * 10 ** dodge for x, _ in ok]
+            ax.errorbar(px, [iv.mean * s for _, iv in ok],
+                        yerr=[[iv.mean * s - max(iv.low * s, lo) for _, iv in ok],
+                              [min(iv.high * s, hi) - iv.mean * s for _, iv in ok]],
+                        marker="os^D"[i % 4], capsize=4, color=f"C{i}",
+                        label=names.get(metric, metric) if ax is (log_ax or zero_ax) else None)
 
 
 def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path: Path) -> Path:
@@ -184,25 +205,8 @@ def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path:
     axes = list(axes[0])
     zero_ax = axes[0] if has_zero else None
     log_ax = axes[-1] if positive else None
-    names = {"linear_target": "linear probe (target enc.)", "knn_target": "kNN (target enc.)"}
     try:
-        for i, metric in enumerate(metrics):
-            s = _scale(metric)
-            dodge = (i - (len(metrics) - 1) / 2) * 0.12  # side by side, so equal values stay visible
-            for ax, xs in ((zero_ax, [0.0]), (log_ax, positive)):
-                if ax is None:
-                    continue
-                ivs = [mean_ci(final.loc[final[factor] == x, metric].dropna().tolist()) for x in xs]
-                ok = [(x, iv) for x, iv in zip(xs, ivs) if iv.n]
-                if not ok:
-                    continue
-                px = [x + 3 * dodge if ax is zero_ax else x * 10 ** dodge for x, _ in ok]
-                lo, hi = _bounds(metric)
-                ax.errorbar(px, [iv.mean * s for _, iv in ok],
-                            yerr=[[iv.mean * s - max(iv.low * s, lo) for _, iv in ok],
-                                  [min(iv.high * s, hi) - iv.mean * s for _, iv in ok]],
-                            marker="os^D"[i % 4], capsize=4, color=f"C{i}",
-                            label=names.get(metric, metric) if ax is axes[-1] else None)
+        _coefficient_points(final, factor, metrics, zero_ax, log_ax, positive)
         for kind, raw_key in RAW.items():
             idx = next((i for i, m in enumerate(metrics) if m.startswith(kind)), None)
             if data.has(raw_key) and idx is not None:
@@ -233,7 +237,6 @@ def coefficient_plot(data: StudyData, factor: str, metrics: Sequence[str], path:
     finally:
         plt.close(fig)
     return path
-
 
 
 RANDOM_INIT = {"knn": "rand_knn_acc", "linear": "rand_linear_acc"}

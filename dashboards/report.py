@@ -22,7 +22,7 @@ from typing import TypeVar
 from cjepa.sweep.note import NOTE_TAG, mark_report_logged
 from dashboards import html as H
 from dashboards.load import StudyData, load_experiment, load_study_dir, reachable
-from dashboards.table import PAPER_SETTING, build_rows, gains_markdown, to_html, to_markdown
+from dashboards.table import PAPER_SETTING, Row, build_rows, gains_markdown, to_html, to_markdown
 
 REPORT_HTML = "report.html"
 TABLE_MD = "ablation_table.md"
@@ -68,8 +68,6 @@ def _configs_from_checkpoints(data: StudyData, notes: list[str]) -> None:
 def build_report(data: StudyData, out_dir: Path, images: bool = True,
                  attention_arms: tuple[str, str] | None = None) -> Report:
     """Write every table and figure of ``data`` into ``out_dir``; returns what was written."""
-    from dashboards import plots
-
     out_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     if images:
@@ -78,8 +76,34 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
     table_md = out_dir / TABLE_MD
     gains = gains_markdown(data)
     table_md.write_text(to_markdown(rows, metrics, data.baseline, data.name) + (f"\n\n{gains}" if gains else "") + "\n")
+    figs, curve_pngs = _curve_figures(data, metrics, out_dir, notes)
+    if images:
+        qual, qual_pngs = _qualitative_figures(data, out_dir, attention_arms, notes)
+    else:
+        qual, qual_pngs = [], []
+        notes.append("masks and attention maps: skipped (--no-images)")
+    intro = H.paragraph(f"Study {data.name}: {len(data.arms)} arms × {len(data.seeds)} seeds "
+                        f"({', '.join(map(str, data.seeds))}); baseline arm: {data.baseline or '(none)'}. "
+                        f"Source: {data.study_dir or data.tracking_uri}.")
+    sections = [
+        _table_section(rows, metrics, data.baseline),
+        H.Section("Curves", figures=tuple(figs)),
+        H.Section("Masks and attention", figures=tuple(qual)),
+    ]
+    if notes:
+        sections.append(H.Section("Not drawn", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+                                  + "</ul>"))
+    page = out_dir / REPORT_HTML
+    page.write_text(H.render(f"cjepa report: {data.name}", intro, sections, out_dir))
+    return Report(out_dir, page, table_md, curve_pngs + qual_pngs, notes)
 
-    figs: list[H.Figure] = []
+
+def _curve_figures(data: StudyData, metrics: list[str], out_dir: Path,
+                   notes: list[str]) -> tuple[list[H.Figure], list[Path]]:
+    """The per-epoch and per-budget figures, drawn from the results table alone (no checkpoints): the
+    report's figures and their PNGs, in page order; a figure that cannot be drawn leaves a note."""
+    from dashboards import plots
+
     conv = _try(notes, "convergence", lambda: plots.convergence_plot(data, out_dir / "convergence.png"))
     collapse = _try(notes, "collapse", lambda: plots.collapse_plot(data, out_dir / "collapse.png"))
     budget = _try(notes, "CPU-minutes", lambda: plots.cpu_minutes_plot(data, out_dir / "cpu_minutes.png"))
@@ -90,24 +114,7 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
     else:
         coef = _try(notes, "coefficient plot", lambda: plots.coefficient_plot(
             data, factor, metrics or ["knn_target"], out_dir / "coefficient.png"))
-    masks = attention = None
-    trials: list = []
-    if images:
-        from dashboards import attention as A
-
-        pair = attention_arms or A.pick_arms(data)
-        if pair is None:
-            notes.append("attention maps: need a baseline (I-JEPA) arm and one more arm")
-        else:
-            trials = _try(notes, "loading checkpoints", lambda: A.trials_for(data, pair)) or []  # type: ignore
-            if not trials:
-                notes.append(f"attention maps and masks: no checkpoints on this host for both of {pair}")
-        if trials:
-            masks = _try(notes, "masks", lambda: A.masks_figure(trials[-1], out_dir / "masks.png"))
-            attention = _try(notes, "attention", lambda: A.attention_figure(trials, out_dir / "attention.png"))
-    else:
-        notes.append("masks and attention maps: skipped (--no-images)")
-
+    figs: list[H.Figure] = []
     if conv:
         figs.append(H.Figure(conv.name, "Convergence per arm", "kNN and linear-probe accuracy of the target encoder, "
                              "JEPA loss and each (unweighted) VICReg term per epoch; dashed: raw-pixel baselines "
@@ -119,9 +126,30 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
     if collapse:
         figs.append(H.Figure(collapse.name, "Collapse telemetry", "Normalised per-feature std and effective rank of "
                              "pooled target features; a collapsed encoder goes to 0 and 1 respectively."))
-    if coef:
+    if coef and factor:
         figs.append(H.Figure(coef.name, f"Final accuracy vs {factor.removeprefix('factor.')}",
                              "Mean ± 95 % CI over seeds; the level 0 (term off) sits on its own axis at the left."))
+    return figs, [p for p in (conv, budget, collapse, coef) if p]
+
+
+def _qualitative_figures(data: StudyData, out_dir: Path, attention_arms: tuple[str, str] | None,
+                         notes: list[str]) -> tuple[list[H.Figure], list[Path]]:
+    """Masks and attention maps: they need trained checkpoints on this host (and torch), so a study
+    without them gets notes instead; returns the figures and their PNGs, in page order."""
+    from dashboards import attention as A
+
+    trials: list = []
+    pair = attention_arms or A.pick_arms(data)
+    if pair is None:
+        notes.append("attention maps: need a baseline (I-JEPA) arm and one more arm")
+    else:
+        trials = _try(notes, "loading checkpoints", lambda: A.trials_for(data, pair)) or []  # type: ignore
+        if not trials:
+            notes.append(f"attention maps and masks: no checkpoints on this host for both of {pair}")
+    if not trials:
+        return [], []
+    masks = _try(notes, "masks", lambda: A.masks_figure(trials[-1], out_dir / "masks.png"))
+    attention = _try(notes, "attention", lambda: A.attention_figure(trials, out_dir / "attention.png"))
     qual: list[H.Figure] = []
     if masks:
         qual.append(H.Figure(masks.name, f"Sampled multi-block masks ({trials[-1].arm}, seed {trials[-1].seed})",
@@ -131,29 +159,19 @@ def build_report(data: StudyData, out_dir: Path, images: bool = True,
         qual.append(H.Figure(attention.name, "Attention maps, I-JEPA beside C-JEPA",
                              "Last block, attention received per patch (mean over heads and query tokens), "
                              "recomputed from the block's qkv by a forward hook, upsampled over the image."))
-    pngs = [p for p in (conv, budget, collapse, coef, masks, attention) if p]
+    return qual, [p for p in (masks, attention) if p]
 
-    intro = H.paragraph(f"Study {data.name}: {len(data.arms)} arms × {len(data.seeds)} seeds "
-                        f"({', '.join(map(str, data.seeds))}); baseline arm: {data.baseline or '(none)'}. "
-                        f"Source: {data.study_dir or data.tracking_uri}.")
-    sections = [
-        H.Section("Ablation table (after the paper's Table 3)", to_html(rows, metrics, data.baseline) + H.paragraph(
-            f"Final-epoch accuracy in %, mean ± 95 % t-interval over seeds; Δ is the seed-paired difference from the "
-            f"baseline in percentage points. The paper column is Mo & Tong 2024 ({PAPER_SETTING}) — ImageNet ViT-B "
-            "numbers. Ours are at this study's own scale (its dataset, model and epochs): compare orderings and "
-            "differences, not absolute values. ✓/– = part switched on/off (a term with weight 0 counts as off); "
-            "? = config not available. Under the arms: raw pixels (the probes on the pixels themselves) and the "
-            "random-init encoder (the encoder exactly as initialised, same seeds): what training must beat.",
-            "note")),
-        H.Section("Curves", figures=tuple(figs)),
-        H.Section("Masks and attention", figures=tuple(qual)),
-    ]
-    if notes:
-        sections.append(H.Section("Not drawn", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-                                  + "</ul>"))
-    page = out_dir / REPORT_HTML
-    page.write_text(H.render(f"cjepa report: {data.name}", intro, sections, out_dir))
-    return Report(out_dir, page, table_md, pngs, notes)
+
+def _table_section(rows: list[Row], metrics: list[str], baseline: str | None) -> H.Section:
+    """The ablation table with the note that says how to read it (our scale is not the paper's)."""
+    return H.Section("Ablation table (after the paper's Table 3)", to_html(rows, metrics, baseline) + H.paragraph(
+        f"Final-epoch accuracy in %, mean ± 95 % t-interval over seeds; Δ is the seed-paired difference from the "
+        f"baseline in percentage points. The paper column is Mo & Tong 2024 ({PAPER_SETTING}) — ImageNet ViT-B "
+        "numbers. Ours are at this study's own scale (its dataset, model and epochs): compare orderings and "
+        "differences, not absolute values. ✓/– = part switched on/off (a term with weight 0 counts as off); "
+        "? = config not available. Under the arms: raw pixels (the probes on the pixels themselves) and the "
+        "random-init encoder (the encoder exactly as initialised, same seeds): what training must beat.",
+        "note"))
 
 
 def log_to_parent(report: Report, data: StudyData) -> str | None:

@@ -5,7 +5,7 @@ forced onto its math backend. Why forced: on the CPU, SDPA dispatches to
 ``_scaled_dot_product_flash_attention_for_cpu``, for which the counter has no formula, so it
 silently counts attention as 0 (a tiny ViT's step on 4 images: 34.3 instead of 42.0 MFLOP); the math
 backend computes the same attention with counted matmuls, on any device, whichever kernel the
-model was set to (timm's explicit attention is matmuls too). tests/benchmarking checks the count
+model was set to (timm's explicit attention is matmuls too). tests/bench/test_gpu_check.py checks the count
 against a hand computation. Convention (PaLM's MFU): matmuls, convolutions and attention,
 forward + backward, no activation recomputation, no norms/softmax/elementwise, no optimizer or EMA.
 

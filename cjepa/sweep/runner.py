@@ -94,7 +94,6 @@ def run_trial(config: dict[str, Any], plan: StudyPlan, tracking: Tracking | None
     except Exception as exc:
         remember_failure(cfg.run.output_dir, exc)
         raise
-    _audit(plan, "trial_ends.jsonl", {"trial": name})  # bench/sweep_utilisation.py
 
 
 def _train(plan: StudyPlan, cfg: Config, track: Tracking | None, name: str) -> None:
@@ -115,7 +114,8 @@ def _train(plan: StudyPlan, cfg: Config, track: Tracking | None, name: str) -> N
 
 
 def _audit(plan: StudyPlan, file: str, record: dict[str, Any]) -> None:
-    """One line in the study folder's trial_starts/trial_ends.jsonl (what ran when; bench/sweep_utilisation.py)."""
+    """One line in the study folder's trial_starts.jsonl: every start of a trial function, restarts included
+    (what a crashed, restored or extended study ran; its tests and the study benchmarks read it)."""
     with (Path(plan.storage) / plan.study.name / file).open("a") as fh:
         fh.write(json.dumps({**record, "time": time.time()}) + "\n")
 
