@@ -12,7 +12,6 @@ first; the driver processes start and end their own.
 """
 
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,10 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # bench/ is not a package
-import study_load  # noqa: E402
+from cjepa.benchmarking.trials import lines
+from cjepa.sweep.naming import trial_dir_name
+from tests.bench.scripts import load_script
 
-from cjepa.sweep.naming import trial_dir_name  # noqa: E402
+study_load = load_script("study_load")  # bench/ is no package: the script loaded from its file
 
 pytestmark = pytest.mark.integration  # a study on a local Ray, killed and resumed
 
@@ -87,6 +87,6 @@ def test_a_killed_study_of_20_trials_resumes_with_every_trial_once(tmp_path):
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]  # never re-trained
 
-    starts = Counter(line["trial"] for line in study_load.lines(study_dir / "trial_starts.jsonl"))
+    starts = Counter(line["trial"] for line in lines(study_dir / "trial_starts.jsonl"))
     assert set(starts) == {trial_dir_name(study_load.NAME, a, s) for a, s in expected}
     assert {t: starts[t] for t in finished if starts[t] != 1} == {}  # finished before the kill: never again
