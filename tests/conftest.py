@@ -26,12 +26,45 @@ def pytest_configure(config):
     config.stash[_LIMIT_S] = float(os.environ.get("CJEPA_UNIT_MAX_S", UNIT_MAX_S))  # read once per session
 
 
+# Parallel runs (pytest-xdist, `-n 2 --dist loadgroup` in pyproject's addopts): one local Ray per machine
+# (a second makes Ray Train V2 hang), so every integration test runs in one xdist group, on one worker, in
+# file order (Ray test modules reuse one in-process cluster), except those of the modules below, read and
+# known to start no Ray (in-process training, gloo process groups, MLflow servers, `cjepa train`/`report`
+# subprocesses, --help). The unit tier starts no Ray by definition (see above) and runs anywhere.
+# Add a module here only after reading it: one that does start Ray would race the serial group.
+RAY_FREE = {
+    "tests/bench/test_commands.py", "tests/dashboards/test_claims.py", "tests/engine/test_collapse.py",
+    "tests/engine/test_eval_precision.py", "tests/engine/test_evaluation.py", "tests/engine/test_kills.py",
+    "tests/engine/test_precision.py", "tests/engine/test_recipe_learns.py", "tests/engine/test_resume.py",
+    "tests/losses/test_distributed.py", "tests/masks/test_multiblock.py", "tests/model/test_attention.py",
+    "tests/test_cli_errors.py", "tests/test_packaging.py", "tests/test_tiers.py", "tests/tracking/test_reporter.py",
+    "tests/tracking/test_server.py", "tests/tracking/test_server_restart.py", "tests/tracking/test_store.py",
+    "tests/tracking/test_store_concurrency.py",
+}
+SERIAL_GROUP = "one_local_ray"
+
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """``slow`` is the old name of ``integration``: `-m "not integration"` deselects both."""
+def pytest_collection_modifyitems(config, items):
+    """``slow`` is the old name of ``integration``: `-m "not integration"` deselects both. Under xdist, every
+    integration test outside RAY_FREE joins the one serial group."""
+    root, grouped = config.rootpath, config.pluginmanager.hasplugin("xdist")
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.integration)
+        module = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
+        if grouped and any(item.get_closest_marker(m) for m in TIER_MARKS) and module not in RAY_FREE:
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+
+
+def pytest_sessionstart(session):
+    """An xdist worker shares the cores with the others: torch's intra-op threads split between them, as
+    oversubscribed threads spin and slow every worker (a test that pins threads still does so itself)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.hookimpl(wrapper=True)

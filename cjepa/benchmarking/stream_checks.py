@@ -75,7 +75,7 @@ def key_job(job: KeyJob) -> dict:
     torch.set_num_threads(1)
     out: dict = {"lib": job.lib, "rank": job.rank, "world": job.world, "mode": job.mode}
     resumes = job.mode == "resume" and job.lib in ("litdata", "mosaic")
-    state = torch.load(job.state_file, weights_only=False) if resumes else None
+    state = torch.load(job.state_file, weights_only=True) if resumes else None  # a plain dict: ints, strings, lists
     importlib.import_module(_LIBRARY_MODULE[job.lib])
     io0, t0 = proc_io(), time.perf_counter()
     if job.lib == "cjepa":
