@@ -80,7 +80,7 @@ def run_trial(config: dict[str, Any], plan: StudyPlan, tracking: Tracking | None
     cfg = copy.deepcopy(planned) if planned is not None else trial_config(study, settings, seed, list(plan.extra))
     name = trial_dir_name(study.name, arm, seed)
     trial_id = tune.get_context().get_trial_id()
-    _audit(plan, "trial_starts.jsonl", {"trial": name, "trial_id": trial_id})  # audit: what ran when
+    _record_start(plan, name, trial_id)
     cfg.run.output_dir = str(Path(plan.storage) / study.name / "runs" / name)
     record_config(cfg)
     track = None
@@ -113,11 +113,12 @@ def _train(plan: StudyPlan, cfg: Config, track: Tracking | None, name: str) -> N
                     tracking=track.reporter_kwargs() if track else None, callbacks=[TuneReportCallback()])
 
 
-def _audit(plan: StudyPlan, file: str, record: dict[str, Any]) -> None:
+def _record_start(plan: StudyPlan, name: str, trial_id: str) -> None:
     """One line in the study folder's trial_starts.jsonl: every start of a trial function, restarts included
     (what a crashed, restored or extended study ran; its tests and the study benchmarks read it)."""
-    with (Path(plan.storage) / plan.study.name / file).open("a") as fh:
-        fh.write(json.dumps({**record, "time": time.time()}) + "\n")
+    record = {"trial": name, "trial_id": trial_id, "time": time.time()}
+    with (Path(plan.storage) / plan.study.name / "trial_starts.jsonl").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def record_config(cfg: Config) -> None:
