@@ -33,11 +33,13 @@ def pytest_configure(config):
 # subprocesses, --help). The unit tier starts no Ray by definition (see above) and runs anywhere.
 # Add a module here only after reading it: one that does start Ray would race the serial group.
 RAY_FREE = {
-    "tests/bench/test_commands.py", "tests/dashboards/test_claims.py", "tests/engine/test_collapse.py",
+    "tests/bench/test_commands.py", "tests/bench/test_gpu_check.py", "tests/cluster/test_sshd_fixture.py",
+    "tests/dashboards/test_claims.py", "tests/engine/test_collapse.py",
     "tests/engine/test_eval_precision.py", "tests/engine/test_evaluation.py", "tests/engine/test_kills.py",
     "tests/engine/test_precision.py", "tests/engine/test_recipe_learns.py", "tests/engine/test_resume.py",
     "tests/losses/test_distributed.py", "tests/masks/test_multiblock.py", "tests/model/test_attention.py",
-    "tests/test_cli_errors.py", "tests/test_packaging.py", "tests/test_tiers.py", "tests/tracking/test_reporter.py",
+    "tests/test_cli_errors.py", "tests/test_cli_help.py", "tests/test_eval_cli.py", "tests/test_packaging.py",
+    "tests/test_security.py", "tests/test_tiers.py", "tests/tracking/test_reporter.py",
     "tests/tracking/test_server.py", "tests/tracking/test_server_restart.py", "tests/tracking/test_store.py",
     "tests/tracking/test_store_concurrency.py",
 }

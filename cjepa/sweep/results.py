@@ -18,6 +18,7 @@ from typing import Any
 
 from cjepa.atomic import atomic_write
 from cjepa.errors import StudyError
+from cjepa.sweep.child_runs import child_run_ids
 from cjepa.sweep.note import NOTE_TAG, parent_note
 from cjepa.sweep.plan import Tracking
 from cjepa.sweep.stopper import read_stop_reasons
@@ -97,21 +98,6 @@ def finish_parent(tracking_uri: str, run_id: str, study_dir: Path, table: Path, 
     return experiment_id
 
 
-def _mlflow_ids(tracking: Tracking | None, study: Study) -> dict[tuple[str, str], str]:
-    """(arm, seed) -> MLflow run id of the study's child runs."""
-    if not tracking:
-        return {}
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking.uri)
-    exp = client.get_experiment_by_name(study.name)
-    if exp is None:
-        return {}
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.study = '{study.name}'", max_results=5000)
-    return {(r.data.tags["arm"], r.data.tags["seed"]): r.info.run_id for r in runs
-            if "arm" in r.data.tags and "seed" in r.data.tags}
-
-
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -154,7 +140,7 @@ def trial_rows(study: Study, arms: dict[str, dict[str, Any]], grid: Any, study_d
     from cjepa.sweep.naming import flat_config, trial_arm
 
     stops = read_stop_reasons(study_dir / "stop_reasons.jsonl")
-    ids = _mlflow_ids(tracking, study)
+    ids = child_run_ids(tracking, study)
     rows: list[dict[str, Any]] = []
     for result in grid:
         config = flat_config(result.config or {})

@@ -120,6 +120,32 @@ def no_other_ray() -> None:
                     "which would stop it: run this test when it has finished")
 
 
+def _study_runs_on_the_cluster(cluster: LocalCluster, tmpdir: Path, env: dict[str, str], log: Path,
+                               tmp_path: Path) -> None:
+    """The README's main job, its driver on the ray-up cluster: one MLflow parent, a FINISHED child per arm."""
+    storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.search_experiments()  # create the store's tables now: the driver and the trials migrating at once race
+    study = [sys.executable, str(ROOT / "sweeps" / "vicreg_coeff.py"), "--seeds", "0", "--storage", str(storage),
+             "--tracking-uri", uri, *TINY, f"data.cache_dir={tmp_path / 'cache'}"]
+    rc = _run(study, log, {**env, "RAY_ADDRESS": cluster.address}, timeout=600, cwd=tmp_path)
+    assert rc == 0, _tail(log)
+    sessions = list((tmpdir / "ray").glob("session_*/logs/python-core-driver-*"))
+    assert sessions, "the study's driver did not connect to the ray-up cluster"
+
+    exp = client.get_experiment_by_name(STUDY)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("cjepa.role") == "study"]
+    children = [r for r in runs if "arm" in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(r.data.tags["arm"] for r in children) == ARMS
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    table = pq.read_table(storage / STUDY / "results.parquet").to_pylist()
+    assert sorted((r["arm"], r["epoch"]) for r in table) == [(arm, 1) for arm in ARMS]
+    assert {r["status"] for r in table} == {"COMPLETED"} and all(r["mlflow_run_id"] for r in table)
+
+
 def test_ray_up_study_ray_down(no_other_ray: None, sshd: SshServer, tmp_path: Path) -> None:
     tmpdir = Path(tempfile.mkdtemp(prefix="cjr", dir="/tmp"))  # short: Ray's AF_UNIX socket paths live below it
     token = tmpdir / "auth_token"
@@ -147,27 +173,7 @@ def test_ray_up_study_ray_down(no_other_ray: None, sshd: SshServer, tmp_path: Pa
         rc = _run([RAY, "exec", str(config), status], log, env, timeout=120)
         assert rc == 0, _tail(log)
 
-        storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
-        client = MlflowClient(uri)
-        client.search_experiments()  # create the store's tables now: the driver and the trials migrating at once race
-        study = [sys.executable, str(ROOT / "sweeps" / "vicreg_coeff.py"), "--seeds", "0", "--storage", str(storage),
-                 "--tracking-uri", uri, *TINY, f"data.cache_dir={tmp_path / 'cache'}"]
-        rc = _run(study, log, {**env, "RAY_ADDRESS": cluster.address}, timeout=600, cwd=tmp_path)
-        assert rc == 0, _tail(log)
-        sessions = list((tmpdir / "ray").glob("session_*/logs/python-core-driver-*"))
-        assert sessions, "the study's driver did not connect to the ray-up cluster"
-
-        exp = client.get_experiment_by_name(STUDY)
-        runs = client.search_runs([exp.experiment_id])
-        parents = [r for r in runs if r.data.tags.get("cjepa.role") == "study"]
-        children = [r for r in runs if "arm" in r.data.tags]
-        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-        assert sorted(r.data.tags["arm"] for r in children) == ARMS
-        assert all(r.info.status == "FINISHED" for r in children)
-        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-        table = pq.read_table(storage / STUDY / "results.parquet").to_pylist()
-        assert sorted((r["arm"], r["epoch"]) for r in table) == [(arm, 1) for arm in ARMS]
-        assert {r["status"] for r in table} == {"COMPLETED"} and all(r["mlflow_run_id"] for r in table)
+        _study_runs_on_the_cluster(cluster, tmpdir, env, log, tmp_path)
 
         rc = _run([RAY, "down", "-y", str(config)], log, env, timeout=180)
         up = False
