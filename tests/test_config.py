@@ -54,3 +54,25 @@ def test_cycle_in_base_is_reported(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="loops back"):
         load_config(tmp_path / "a.yaml")
+
+
+# Recorded at 247200c, before model.patch_embed and mask.context_views existed: a run started then
+# (its Ray Train experiment, its cached random-init baseline) must keep its name after a switch is added.
+IDENTITIES_BEFORE_THE_SWITCHES = {"cjepa_fmnist_cpu": ("15cdbc67bb57", "cjepa_fmnist_cpu-f6d6c440ca"),
+                                  "ijepa_vit_b16": ("46c1176564c5", "ijepa_vit_b16-655210f491")}
+
+
+@pytest.mark.parametrize("preset", sorted(IDENTITIES_BEFORE_THE_SWITCHES))
+def test_added_switches_at_their_default_rename_nothing(preset):
+    from cjepa.config.presets import resolve_config_path
+    from cjepa.config.schema import ADDED_KEYS
+    from cjepa.distributed.ray_trainer import experiment_name
+
+    cfg = load_config(resolve_config_path(preset), [])
+    assert (cfg.digest(), experiment_name(cfg)) == IDENTITIES_BEFORE_THE_SWITCHES[preset]
+    for dotted in ADDED_KEYS:  # a switch turned on is another recipe: another name
+        section, key = dotted.split(".")
+        assert key not in cfg.identity_dict()[section] and key in cfg.to_dict()[section]
+    other = load_config(resolve_config_path(preset), ["model.patch_embed=overlap"])
+    assert other.digest() != cfg.digest() and experiment_name(other) != experiment_name(cfg)
+    assert load_config(resolve_config_path(preset), ["mask.context_views=2"]).digest() != cfg.digest()

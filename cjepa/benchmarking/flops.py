@@ -67,11 +67,34 @@ def vit_block_flops(n: int, d: int, mlp_ratio: float) -> float:
     return 2.0 * n * d * d * (4 + 2 * mlp_ratio) + 4.0 * n * n * d
 
 
+def patch_embed_flops(m: Any) -> tuple[float, float]:
+    """Forward FLOPs per image of ``model.patch_embed`` (``m``: a ModelConfig): (the conv that reads
+    the image, the convs after it). Every kind's convs; their norms, like all norms, are not counted.
+
+    linear: one conv, kernel = stride = p; overlap: one conv, kernel 2p-1, stride p, on the same
+    grid; conv_stem: log2(p) 3x3 stride-2 convs, widths ``stem_widths``, then a 1x1 conv to d.
+    """
+    from cjepa.model.patch_embed import stem_widths
+
+    grid, d, p, kind = (m.img_size // m.patch_size) ** 2, m.embed_dim, m.patch_size, m.patch_embed
+    if kind == "linear":
+        return 2.0 * grid * m.in_chans * p * p * d, 0.0
+    if kind == "overlap":
+        return 2.0 * grid * m.in_chans * (2 * p - 1) ** 2 * d, 0.0
+    side, c_in, convs = m.img_size, m.in_chans, []
+    for width in stem_widths(p, d):
+        side //= 2
+        convs.append(2.0 * side * side * c_in * 9 * width)
+        c_in = width
+    return convs[0], sum(convs[1:]) + 2.0 * grid * c_in * d
+
+
 def analytic_flops(cfg: Any, context_tokens: int, target_tokens: int) -> dict[str, float]:
     """Per-image FLOPs of one training step of ``cfg`` (modes ``off`` and ``pred_blocks``).
 
-    Backward costs 2x forward everywhere except the patch convolution (its input, the image,
-    needs no gradient: weight gradient only, 1x). The target encoder runs forward only.
+    Backward costs 2x forward everywhere except the patch embedding's conv on the image (its
+    input needs no gradient: weight gradient only, 1x); a conv stem's later convs cost 2x as
+    well. The target encoder runs forward only.
     """
     m, loss = cfg.model, cfg.loss
     mode = loss.vicreg_mode if loss.vicreg_on else "off"
@@ -80,7 +103,8 @@ def analytic_flops(cfg: Any, context_tokens: int, target_tokens: int) -> dict[st
     grid = (m.img_size // m.patch_size) ** 2
     d, p, r, kc, kt = m.embed_dim, m.pred_embed_dim, m.mlp_ratio, context_tokens, target_tokens
     nt = cfg.mask.num_targets
-    patch = 2.0 * grid * m.in_chans * m.patch_size ** 2 * d
+    on_image, later = patch_embed_flops(m)
+    patch = on_image + later
     target = patch + m.depth * vit_block_flops(grid, d, r)
     context = m.depth * vit_block_flops(kc, d, r)  # blocks only; the patch conv is counted apart
     predictor = 2.0 * kc * d * p + nt * m.pred_depth * vit_block_flops(kc + kt, p, r) + 2.0 * nt * kt * p * d
@@ -91,7 +115,7 @@ def analytic_flops(cfg: Any, context_tokens: int, target_tokens: int) -> dict[st
         if loss.covariance:
             vicreg += nt * 2.0 * w * w  # the per-block covariance matmul, per image
     with_grad = context + predictor + vicreg
-    total = target + 2 * patch + 3 * with_grad
+    total = target + 2 * on_image + 3 * later + 3 * with_grad
     return {"total": total, "target_encoder": target, "context_encoder_fwd": patch + context,
             "predictor_fwd": predictor, "vicreg_fwd": vicreg}
 

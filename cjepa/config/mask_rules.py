@@ -36,10 +36,12 @@ def size_range(grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[
 
 def check_masks(grid: tuple[int, int], num_targets: int, target_scale: tuple[float, float],
                 target_aspect: tuple[float, float], context_scale: tuple[float, float],
-                context_aspect: tuple[float, float], min_keep: int) -> None:
+                context_aspect: tuple[float, float], min_keep: int, context_views: int = 1) -> None:
     """Refuse ``mask.*`` settings that cannot produce valid masks on this grid, naming the key."""
     height, width = grid
     n = height * width
+    if context_views < 1:
+        raise ConfigError(f"mask.context_views: expected >= 1 context masks per image, got {context_views}")
     if height < 2 or width < 2:
         raise ConfigError(f"mask grid {height}x{width}: needs at least 2x2 patches "
                           "(model.img_size // model.patch_size); blocks stay smaller than the grid")

@@ -24,6 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DECODERS = ("workers", "device")  # data.decode
 PRECISIONS = ("auto", "fp32", "bf16")
 ATTENTIONS = ("auto", "sdpa", "math")  # run.attention: cjepa/model/attention.py
+PATCH_EMBEDS = ("linear", "overlap", "conv_stem")  # model.patch_embed: cjepa/model/patch_embed.py
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ModelConfig:
     pred_depth: int = 6
     pred_num_heads: int = 0  # 0: same as the encoder's heads (as in I-JEPA)
     drop_path_rate: float = 0.0
+    patch_embed: str = "linear"  # lever (issue 26): linear (timm PatchEmbed), overlap (PVTv2), conv_stem (Xiao 2021)
 
 
 @dataclass
@@ -53,6 +55,9 @@ class MaskConfig:
     context_scale: tuple[float, float] = (0.85, 1.0)
     context_aspect: tuple[float, float] = (1.0, 1.0)
     min_keep: int = 10
+    # K context masks per image (I-JEPA's ``nenc``), each avoiding the image's targets; the JEPA loss is
+    # averaged over them (cjepa/method/cjepa.py, each reading's docstring for its terms). 1: I-JEPA's default
+    context_views: int = 1
 
 
 @dataclass
@@ -216,6 +221,12 @@ class RunConfig:
     threads: int = 0  # 0: torch's default
 
 
+#: Switches added after runs existed, with the value that is the behaviour from before they were
+#: added: :meth:`Config.identity_dict` leaves them out at that value. A new switch whose default keeps
+#: the old behaviour gets a row here (tests/test_config.py checks old names and hashes stay put).
+ADDED_KEYS: dict[str, Any] = {"model.patch_embed": "linear", "mask.context_views": 1}
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -237,6 +248,17 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
 
+    def identity_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :data:`ADDED_KEYS` that hold their default: what names and
+        hashes that identify a recipe are taken of (the digest, a Ray Train run's experiment, the
+        random-init baseline's cache key), so adding a switch renames no earlier run."""
+        d = self.to_dict()
+        for dotted, default in ADDED_KEYS.items():
+            section, key = dotted.split(".")
+            if d[section].get(key) == default:
+                del d[section][key]
+        return d
+
     def flat(self) -> dict[str, Any]:
         """Dotted key -> value, e.g. for MLflow params."""
         out: dict[str, Any] = {}
@@ -250,7 +272,7 @@ class Config:
 
     def digest(self) -> str:
         """A short hash of the resolved config (ignoring where outputs go)."""
-        d = self.to_dict()
+        d = self.identity_dict()
         d["run"] = {k: v for k, v in d["run"].items()
                     if k not in ("output_dir", "resume", "max_steps", "log_every", "threads", "attention")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

@@ -16,6 +16,7 @@ from cjepa.config.schema import (
     DEVICES,
     EMA_SCHEDULES,
     JEPA_LOSSES,
+    PATCH_EMBEDS,
     PRECISIONS,
     Config,
     DataConfig,
@@ -30,7 +31,7 @@ def validate(cfg: Config) -> None:
     m, k = cfg.model, cfg.mask
     side = m.img_size // m.patch_size
     check_masks((side, side), k.num_targets, k.target_scale, k.target_aspect, k.context_scale, k.context_aspect,
-                k.min_keep)
+                k.min_keep, k.context_views)
     _validate_loss(cfg)
     _validate_optim(cfg)
     _validate_data_eval(cfg)
@@ -58,6 +59,13 @@ def _validate_model(cfg: Config) -> None:
                           f"model.pred_embed_dim={m.pred_embed_dim}")
     _positive("model.mlp_ratio", m.mlp_ratio)
     _in_range("model.drop_path_rate", m.drop_path_rate, 0.0, 1.0, hi_open=True)
+    _choice("model.patch_embed", m.patch_embed, PATCH_EMBEDS)
+    if m.patch_embed == "conv_stem" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
+        raise ConfigError(f"model.patch_embed=conv_stem: expected model.patch_size a power of two >= 2 "
+                          f"(one stride-2 conv per halving), got {m.patch_size}")
+    if m.patch_embed == "overlap" and m.patch_size < 2:
+        raise ConfigError("model.patch_embed=overlap: expected model.patch_size >= 2 (at 1 its kernel 2p-1 "
+                          "is the linear patch)")
 
 
 def _validate_loss(cfg: Config) -> None:

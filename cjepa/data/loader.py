@@ -154,11 +154,16 @@ class StepBatchDataset(Dataset):
 
 def rank_masks(mask_fn: Callable[[int, int], Any], n: int, step: int, rank: int, world_size: int) -> Any:
     """Masks drawn for the global batch of ``n * world_size`` at ``step``, this rank's ``n`` rows: a
-    batch's masks do not depend on how many ranks share it."""
+    batch's masks do not depend on how many ranks share it; with ``mask.context_views > 1`` also
+    the further context views (``extra_context``, (K - 1, B, Kc))."""
     masks = mask_fn(n * world_size, step)
     if world_size > 1:
         rows = slice(rank * n, (rank + 1) * n)
-        masks = type(masks)(context=masks.context[rows], targets=masks.targets[:, rows])
+        cut = {"context": masks.context[rows], "targets": masks.targets[:, rows]}
+        extra = getattr(masks, "extra_context", None)
+        if extra is not None:
+            cut["extra_context"] = extra[:, rows]
+        masks = type(masks)(**cut)
     return masks
 
 

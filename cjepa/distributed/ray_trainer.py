@@ -63,7 +63,7 @@ def experiment_name(cfg: Config) -> str:
     """``<run.output_dir name>-<hash>``, the hash over exactly what ``check_compatible`` keeps fixed
     across a resume (model/mask/loss/ema/optim/data, run.epochs, run.seed): the same command
     resumes, a changed recipe starts a new experiment instead of being refused."""
-    d = cfg.to_dict()
+    d = cfg.identity_dict()
     key = {s: {k: v for k, v in d[s].items() if f"{s}.{k}" not in RESUME_FREE_KEYS} for s in RESUME_SECTIONS}
     key["run"] = {"epochs": cfg.run.epochs, "seed": cfg.run.seed}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]

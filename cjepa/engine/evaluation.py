@@ -16,7 +16,7 @@ study's evaluation takes 1.8x less CPU and no probe moves beyond noise, docs/ben
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -72,7 +72,10 @@ class Evaluator:
         self.train_x, self.train_y, self.test_x, self.test_y = (self.sets.train_x, self.sets.train_y,
                                                                 self.sets.test_x, self.sets.test_y)
         self.baseline = self._baselines(self.sets)
-        mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, cfg.mask, seed=cfg.run.seed)
+        # one context view whatever mask.context_views is: the predictor's spread is read on the masks a
+        # K = 1 run reads it on, so the figure compares across K
+        one_view = replace(cfg.mask, context_views=1)
+        mask_gen = MultiBlockMaskGenerator(m.img_size // m.patch_size, one_view, seed=cfg.run.seed)
         self.pred_masks = mask_gen(min(PRED_PROBE_IMAGES, len(self.test_y)), 0)  # fixed: drawn once
 
     def _probe_sets(self, query: EvalImages) -> ProbeSets:
@@ -139,7 +142,7 @@ class Evaluator:
 
         cfg, ev = self.cfg, self.cfg.eval
         dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
-        key = self._key("init", sets, model=json.dumps(cfg.to_dict()["model"], sort_keys=True),
+        key = self._key("init", sets, model=json.dumps(cfg.identity_dict()["model"], sort_keys=True),
                         poolings=list(ev.poolings), precision=dtype, last_layers=ev.last_layers)
         probes = [p for p in ("knn", "linear") if p == "knn" or ev.linear_epochs > 0]
         rename = {probe_name(p, "rand", pool): baseline_name("rand", p, pool) for p in probes for pool in ev.poolings}

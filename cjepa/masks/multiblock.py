@@ -19,6 +19,11 @@ Behaviour follows facebookresearch/ijepa ``src/masks/multiblock.py`` (see ../doc
 * Every context list is cut to the shortest in the batch, keeping the first K indices in
   ascending (row-major) order, as the official code does. This biases what survives the cut
   towards the *top rows* of each context block: the bottom of a block is dropped first.
+* ``mask.context_views = K > 1`` (the official ``nenc``): K context blocks per image, all of the
+  batch's one context size, each at its own position and placed as above (minus the image's
+  targets, ``min_keep`` with the same relaxation); the cut to the shortest runs over every view of
+  every image, as the official ``min_keep_enc``. View 0 is drawn first, with the draws K = 1 makes,
+  so K = 1 gives the masks it always gave.
 
 Reproducibility: each call builds a fresh ``torch.Generator`` seeded from
 ``SeedSequence([seed, step, tag])``; no global RNG state is read or changed, so a DataLoader
@@ -50,16 +55,39 @@ _STREAM_TAG = 0x6D61736B  # "mask": keeps this stream apart from other streams s
 
 @dataclass(frozen=True)
 class Masks:
-    """One batch of multi-block masks (patch indices are row-major: ``row * W + col``)."""
+    """One batch of multi-block masks (patch indices are row-major: ``row * W + col``).
+
+    With several context views (``mask.context_views = K > 1``) ``context`` is view 0 and
+    ``extra_context`` the other K - 1, all of one length: whatever reads one context (evaluation,
+    the mask figure, the benchmarks) reads view 0 unchanged (``cjepa.data.loader.rank_masks`` cuts
+    a rank's rows of all three)."""
 
     context: torch.Tensor  # (B, Kc) int64, ascending; the tokens the context encoder sees
     targets: torch.Tensor  # (M, B, Kt) int64, each block in row-major order
+    extra_context: torch.Tensor | None = None  # (K - 1, B, Kc) views 1..K-1; None when K = 1
 
     def __post_init__(self) -> None:
-        c, t = self.context, self.targets
+        c, t, e = self.context, self.targets, self.extra_context
         if c.dim() != 2 or t.dim() != 3 or t.shape[1] != c.shape[0]:
             raise ValueError(f"Masks: expected context (B, Kc) and targets (M, B, Kt), "
                              f"got {tuple(c.shape)} and {tuple(t.shape)}")
+        if e is not None and (e.dim() != 3 or e.shape[0] < 1 or e.shape[1:] != c.shape):
+            raise ValueError(f"Masks: expected extra_context (K - 1 >= 1, B, Kc) like context {tuple(c.shape)}, "
+                             f"got {tuple(e.shape)}")
+
+    @property
+    def num_views(self) -> int:
+        """K, the context masks per image."""
+        return 1 if self.extra_context is None else 1 + int(self.extra_context.shape[0])
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (K*B, Kc), targets (M, K*B, Kt)), view-major, as the official ``apply_masks``
+        concatenates one copy of the batch per context mask: one encoder and one predictor call
+        for all views, each copy predicting its image's targets. K = 1: the tensors themselves."""
+        if self.extra_context is None:
+            return self.context, self.targets
+        context = torch.cat([self.context[None], self.extra_context]).flatten(0, 1)
+        return context, self.targets.repeat(1, self.num_views, 1)
 
     @property
     def num_targets(self) -> int:
@@ -70,8 +98,10 @@ class Masks:
         return int(self.context.shape[0])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Masks:
+        extra = self.extra_context
         return Masks(self.context.to(device, non_blocking=non_blocking),
-                     self.targets.to(device, non_blocking=non_blocking))
+                     self.targets.to(device, non_blocking=non_blocking),
+                     None if extra is None else extra.to(device, non_blocking=non_blocking))
 
 
 def mask_seed(seed: int, step: int) -> int:
@@ -103,7 +133,7 @@ class MultiBlockMaskGenerator:
         MaskConfig that skipped :func:`cjepa.config.validate`."""
         c = self.cfg
         check_masks(self._grid, c.num_targets, c.target_scale, c.target_aspect, c.context_scale, c.context_aspect,
-                    c.min_keep)
+                    c.min_keep, c.context_views)
 
     def _generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed(mask_seed(self.seed, step))
@@ -174,15 +204,18 @@ class MultiBlockMaskGenerator:
         targets = (rows * width + cols).reshape(batch_size, m, th * tw).transpose(1, 0, 2)
         covered = self._rects(t_top, t_left, th, tw).any(1)  # (B, H, W)
 
-        c_top, c_left = self._place_context(covered, ch, cw, g)
-        ctx = (self._rects(c_top, c_left, ch, cw) & ~covered).reshape(batch_size, -1)
-        k = int(ctx.sum(1).min())
+        views = []
+        for _ in range(self.cfg.context_views):  # view 0 first: K = 1 makes exactly these draws
+            c_top, c_left = self._place_context(covered, ch, cw, g)
+            views.append(self._rects(c_top, c_left, ch, cw) & ~covered)
+        ctx = np.stack(views).reshape(len(views), batch_size, -1)  # (K, B, N)
+        k = int(ctx.sum(-1).min())  # the shortest over every view of every image
         if k < 1:  # excluded by _validate; kept as a guard against future edits
             raise RuntimeError("mask generator produced an empty context")
-        ctx &= ctx.cumsum(1, dtype=np.int32) <= k  # first k in ascending order, like the official truncation
-        context = ctx.nonzero()[1].reshape(batch_size, k)
-        return Masks(context=torch.from_numpy(context.astype(np.int64)),
-                     targets=torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64)))
+        ctx &= ctx.cumsum(-1, dtype=np.int32) <= k  # first k in ascending order, like the official truncation
+        context = torch.from_numpy(ctx.nonzero()[2].reshape(len(views), batch_size, k).astype(np.int64))
+        return Masks(context=context[0], targets=torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64)),
+                     extra_context=context[1:] if len(views) > 1 else None)
 
 
 def context_keep_fraction(generator: MultiBlockMaskGenerator, batch_size: int = 256,

@@ -8,6 +8,14 @@ step, and the state to checkpoint. The loop outside only schedules, steps, evalu
 I-JEPA semantics (facebookresearch/ijepa): the target encoder sees the full image, its output is
 layer-normed without parameters and the target blocks are cut from that *output*; the context
 encoder sees only the context tokens; the predictor fills in each target block.
+
+Several context views per image (``mask.context_views = K``, the official ``nenc``): the K views
+are stacked along the batch (:meth:`cjepa.masks.Masks.stacked`), so the context encoder and the
+predictor run once each on K*B rows, every view predicting its image's same target blocks, and
+the JEPA loss is the mean over all rows, i.e. the mean of the K views' losses, as the official
+``train.py`` repeats the targets once per context mask. The target encoder runs once per image.
+The images are repeated K times for the context encoder (its patch embedding runs K times: the
+encoder takes one index list per image row).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from torch import Tensor, nn
 
 from cjepa.config import Config
 from cjepa.losses import jepa_loss, total_loss
-from cjepa.method.regularizers import StepTensors, build_regularizer
+from cjepa.method.regularizers import StepTensors, build_regularizer, repeat_views
 from cjepa.model.ema import ema_update, make_target
 from cjepa.model.factory import build_encoder, build_predictor
 
@@ -49,6 +57,7 @@ class CJEPA(nn.Module):
         super().__init__()
         self.jepa_kind = cfg.loss.jepa
         self.loss_cfg = cfg.loss
+        self.views = cfg.mask.context_views  # K context masks per image
         self.encoder = build_encoder(cfg.model)
         self.predictor = build_predictor(cfg.model, self.encoder.grid)
         self.regularizer = build_regularizer(cfg)  # None: plain I-JEPA
@@ -57,16 +66,20 @@ class CJEPA(nn.Module):
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
         """The objective of one batch and its float logs (one device sync)."""
         images, masks = batch["images"], batch["masks"]
+        if masks.num_views != self.views:
+            raise ValueError(f"CJEPA: the batch has {masks.num_views} context views per image, "
+                             f"mask.context_views is {self.views}")
         with torch.no_grad():
             h = self.target(images)
         tgt = target_blocks(h, masks.targets)
-        ctx = self.encoder(images, masks.context)
-        pred = self.predictor(ctx, masks.context, masks.targets)
-        jepa = jepa_loss(pred.float(), tgt.float(), self.jepa_kind)
+        ctx_idx, tgt_idx = masks.stacked()  # (K*B, Kc), (M, K*B, Kt); K = 1: masks.context, masks.targets
+        ctx = self.encoder(repeat_views(images, self.views), ctx_idx)
+        pred = self.predictor(ctx, ctx_idx, tgt_idx)
+        jepa = jepa_loss(pred.float(), repeat_views(tgt.float(), self.views, dim=1), self.jepa_kind)
         terms = None
         if self.regularizer is not None:
             tensors = StepTensors(step=int(batch["step"]), images=images, images2=batch.get("images2"),
-                                  context_idx=masks.context, context=ctx, pred=pred, target_out=h)
+                                  context_idx=ctx_idx, context=ctx, pred=pred, target_out=h)
             terms = self.regularizer(tensors, self.encoder)
         weight = self.regularizer.loss_weight if self.regularizer is not None else 0.0
         return total_loss(jepa, terms, self.loss_cfg, weight)

@@ -13,6 +13,16 @@ DDP and in the checkpoint with the rest of the online network. It works in two s
 :meth:`Regularizer.embed` runs the networks under the step's autocast, then :meth:`Regularizer.terms`
 computes the batch statistics in float32 with autocast off (the covariance's small off-diagonal
 entries are what the term is about, and bf16 would round them away).
+
+Several context views (``mask.context_views = K > 1``, I-JEPA's ``nenc``): the method stacks the K
+views along the batch, view-major (:meth:`cjepa.masks.Masks.stacked`), so ``context`` and ``pred``
+hold K copies of the batch. One rule for every reading, from VICReg's per-branch statistics: a
+term that compares two things compares them within a view (each view is a full C-JEPA step on its
+own mask), batch statistics (variance, covariance, SIGReg's characteristic function) are taken
+per view, and each term is averaged over the views (:func:`cjepa.losses.terms.mean_terms`: a mean,
+so its scale and tuned weight do not depend on K; K = 1 is the old computation, bit for bit).
+Statistics over K*B rows would count each image K times, rows that are far from independent.
+Each class says what this means for it.
 """
 
 from __future__ import annotations
@@ -29,21 +39,34 @@ from cjepa.config.regularizer_specs import SPECS
 from cjepa.losses import SIGRegTerms, Terms, VICRegTerms, vicreg_blocks, vicreg_pair, vicreg_single
 from cjepa.losses.distributed import gather_with_grad
 from cjepa.losses.sigreg import directions, sigreg, trapezoid_weights
+from cjepa.losses.terms import mean_terms
 from cjepa.losses.vicreg import covariance, variance
 from cjepa.model.factory import build_projector
 
 
 @dataclass
 class StepTensors:
-    """What the method's forward pass computed, for a regulariser to read."""
+    """What the method's forward pass computed, for a regulariser to read. K = ``mask.context_views``
+    context masks per image: the context side holds K copies of the batch, view-major (row
+    ``v * B + i`` is view v of image i); the images and the target side hold one."""
 
     step: int  # the global step (regularisers that draw random numbers seed from it)
-    images: Tensor  # (B, C, H, W) view 1
+    images: Tensor  # (B, C, H, W) view 1 (the first augmented crop)
     images2: Tensor | None  # view 2 (only when the regulariser asks for it)
-    context_idx: Tensor  # (B, Kc)
-    context: Tensor  # (B, Kc, D) context-encoder tokens of view 1
-    pred: Tensor  # (M, B, Kt, D) predicted target-block tokens
+    context_idx: Tensor  # (K*B, Kc)
+    context: Tensor  # (K*B, Kc, D) context-encoder tokens of view 1
+    pred: Tensor  # (M, K*B, Kt, D) predicted target-block tokens
     target_out: Tensor  # (B, N, D) target-encoder output of view 1, no gradient
+
+
+def repeat_views(x: Tensor, views: int, dim: int = 0) -> Tensor:
+    """``x`` repeated ``views`` times along ``dim``, view-major, as :meth:`cjepa.masks.Masks.stacked`
+    lays out the context views; ``x`` itself for one view (no copy)."""
+    if views == 1:
+        return x
+    reps = [1] * x.dim()
+    reps[dim] = views
+    return x.repeat(*reps)
 
 
 class Regularizer(nn.Module):
@@ -57,6 +80,14 @@ class Regularizer(nn.Module):
         super().__init__()
         self.loss_cfg = cfg.loss
         self.loss_weight = SPECS[self.name].weight_of(cfg)  # loss.beta_vicreg, sigreg.weight, ...
+        self.views = cfg.mask.context_views  # K: the context side of StepTensors holds K copies of the batch
+
+    def project_views(self, projector: nn.Module, x: Tensor) -> Tensor:
+        """``projector`` on (K*B, D) rows, once per context view: each view its own batch-norm
+        statistics, as VICReg calls its expander once per branch; one call for one view."""
+        if self.views == 1:
+            return projector(x)
+        return torch.cat([projector(v) for v in x.chunk(self.views)])
 
     def embed(self, t: StepTensors, encoder: nn.Module) -> Any:
         """The tensors the statistics are taken of (runs under the step's autocast)."""
@@ -106,7 +137,11 @@ def _projector(cfg: Config) -> nn.Module:
 @register
 class PredBlocks(Regularizer):
     """Mean-pool the predictor output of each of the M target blocks, project, and apply VICReg to
-    every ordered pair of blocks (the paper's Algorithm 1 as re-implementers read it)."""
+    every ordered pair of blocks (the paper's Algorithm 1 as re-implementers read it).
+
+    K context views: the pairs are the blocks one view predicts (the blocks of one image are
+    compared as predicted from one context), the terms averaged over the views; each (block, view)
+    is a projector branch of its own under ``loss.projector_per_branch``."""
 
     name = "pred_blocks"
 
@@ -116,19 +151,25 @@ class PredBlocks(Regularizer):
 
     def embed(self, t: StepTensors, encoder: nn.Module) -> Tensor:
         m, b = t.pred.shape[:2]
-        pooled = t.pred.mean(dim=2)  # (M, B, D)
-        if self.loss_cfg.projector_per_branch:  # each block its own batch-norm statistics
-            return torch.stack([self.projector(block) for block in pooled])
+        pooled = t.pred.mean(dim=2)  # (M, K*B, D)
+        if self.loss_cfg.projector_per_branch:  # each block (and view) its own batch-norm statistics
+            return torch.stack([self.project_views(self.projector, block) for block in pooled])
         return self.projector(pooled.reshape(m * b, -1)).view(m, b, -1)
 
     def terms(self, z: Tensor) -> VICRegTerms:
-        return vicreg_blocks(z.float(), self.loss_cfg)
+        return mean_terms([vicreg_blocks(v, self.loss_cfg) for v in z.float().chunk(self.views, dim=1)])
 
 
 @register
 class ContextTarget(Regularizer):
     """The paper's pseudo-code reading: invariance between the pooled context tokens and the pooled
-    target-encoder output (no gradient); variance and covariance on the context side."""
+    target-encoder output (no gradient); variance and covariance on the context side.
+
+    K context views: the invariance is each view's pooled representation against the one target
+    (the target encoder sees the full image once), averaged over the views; pulling every view to
+    the same target pulls the views together, so no second, between-view term is added (the
+    paper's reading has one invariance). Variance and covariance take each view's batch
+    statistics (VICReg's per branch), averaged."""
 
     name = "context_target"
 
@@ -137,13 +178,20 @@ class ContextTarget(Regularizer):
 
     def terms(self, embedded: tuple[Tensor, Tensor]) -> VICRegTerms:
         context, target = embedded  # pooled in float32: a bf16 mean over tokens loses digits
-        return vicreg_single(context.float().mean(dim=1), target.float().mean(dim=1), self.loss_cfg)
+        pooled_target = target.float().mean(dim=1)
+        views = context.float().mean(dim=1).chunk(self.views)
+        return mean_terms([vicreg_single(c, pooled_target, self.loss_cfg) for c in views])
 
 
 @register
 class TwoViews(Regularizer):
     """The abstract's "augmented views" reading: standard VICReg between the projected, pooled
-    context-encoder representations of two crops of each image (same context mask)."""
+    context-encoder representations of two crops of each image (same context mask).
+
+    K context views: the second crop is encoded under each of the K masks (K more context-encoder
+    rows per image), and VICReg pairs crop 1 and crop 2 under the same mask, so the invariance
+    stays about the augmentation, not the mask; each (crop, view) is a branch with its own
+    statistics and projector batch norm; the terms are averaged over the views."""
 
     name = "two_views"
 
@@ -154,15 +202,15 @@ class TwoViews(Regularizer):
     def embed(self, t: StepTensors, encoder: nn.Module) -> tuple[Tensor, Tensor]:
         if t.images2 is None:
             raise ValueError("two_views: the batch has no second view (images2)")
-        ctx2 = encoder(t.images2, t.context_idx)
+        ctx2 = encoder(repeat_views(t.images2, self.views), t.context_idx)
         views = t.context.mean(dim=1), ctx2.mean(dim=1)
         if self.loss_cfg.projector_per_branch:  # VICReg: the expander once per view, its own statistics
-            return self.projector(views[0]), self.projector(views[1])
+            return self.project_views(self.projector, views[0]), self.project_views(self.projector, views[1])
         return self.projector(torch.cat(views)).chunk(2)  # type: ignore[return-value]
 
     def terms(self, embedded: tuple[Tensor, Tensor]) -> VICRegTerms:
-        z1, z2 = embedded
-        return vicreg_pair(z1.float(), z2.float(), self.loss_cfg)
+        z1, z2 = (z.float().chunk(self.views) for z in embedded)
+        return mean_terms([vicreg_pair(a, b, self.loss_cfg) for a, b in zip(z1, z2, strict=True)])
 
 
 
@@ -171,18 +219,25 @@ class PredTokens(Regularizer):
     """The reading of public third-party code: variance and covariance on the predictor's per-token
     outputs, flattened over blocks, batch and tokens; the JEPA loss itself is the invariance term
     (``loss.invariance`` has no effect here). A pooled VICReg cannot see every masked token
-    collapsing to one vector; this one can."""
+    collapsing to one vector; this one can.
+
+    K context views: the JEPA loss, its invariance, already asks every view to predict the same
+    targets; variance and covariance take each view's tokens on their own, averaged."""
 
     name = "pred_tokens"
 
     def embed(self, t: StepTensors, encoder: nn.Module) -> Tensor:
-        return t.pred.reshape(-1, t.pred.shape[-1])  # (M * B * Kt, D)
+        d = t.pred.shape[-1]  # view-major rows: (K, M, B, Kt, D) flattened to (K * M * B * Kt, D)
+        return t.pred.unflatten(1, (self.views, -1)).transpose(0, 1).reshape(-1, d)
 
     def terms(self, tokens: Tensor) -> VICRegTerms:
         c = self.loss_cfg
-        x = gather_with_grad(tokens.float()) if c.gather_distributed else tokens.float()
-        return VICRegTerms(inv=None, var=variance(x, c.gamma, c.eps) if c.variance else None,
-                           cov=covariance(x) if c.covariance else None)
+        per_view = []
+        for view in tokens.float().chunk(self.views):
+            x = gather_with_grad(view) if c.gather_distributed else view
+            per_view.append(VICRegTerms(inv=None, var=variance(x, c.gamma, c.eps) if c.variance else None,
+                                        cov=covariance(x) if c.covariance else None))
+        return mean_terms(per_view)
 
 
 @register
@@ -190,7 +245,10 @@ class SIGReg(Regularizer):
     """LeJEPA's SIGReg (cjepa/losses/sigreg.py) on the pooled context-encoder representation:
     the Epps-Pulley statistic against N(0, 1) along ``sigreg.projections`` random directions,
     fresh every step; weighted by ``sigreg.weight``. Needs neither EMA nor stop-gradient in
-    LeJEPA; here it can run with both."""
+    LeJEPA; here it can run with both.
+
+    K context views: the statistic of each view's batch, along the same directions, averaged
+    over the views, as LeJEPA averages SIGReg over its views."""
 
     name = "sigreg"
 
@@ -207,4 +265,5 @@ class SIGReg(Regularizer):
     def terms(self, embedded: tuple[Tensor, int]) -> SIGRegTerms:
         x, step = embedded
         a = directions(x.shape[1], self.projections, self.seed, step, x.device)
-        return SIGRegTerms(sigreg(x, a, self.t, self.weights, gather=self.loss_cfg.gather_distributed))
+        gather = self.loss_cfg.gather_distributed
+        return mean_terms([SIGRegTerms(sigreg(v, a, self.t, self.weights, gather=gather)) for v in x.chunk(self.views)])

@@ -17,7 +17,7 @@ from cjepa.model.vit import Predictor, ViTEncoder
 def build_encoder(m: ModelConfig) -> ViTEncoder:
     """The context encoder (and, copied, the target encoder) of ``model.*``."""
     return ViTEncoder(m.img_size, m.patch_size, m.in_chans, m.embed_dim, m.depth, m.num_heads, m.mlp_ratio,
-                      m.drop_path_rate)
+                      m.drop_path_rate, m.patch_embed)
 
 
 def build_predictor(m: ModelConfig, grid: tuple[int, int]) -> Predictor:

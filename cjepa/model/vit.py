@@ -1,7 +1,8 @@
 """ViT encoder and predictor in the I-JEPA layout, built from timm parts.
 
-timm gives us ``PatchEmbed`` (conv, kernel = stride = patch), ``Block`` (pre-norm attention +
-MLP) and the 2-D sin-cos table. What timm's ``VisionTransformer`` does not offer is running the
+timm gives us ``PatchEmbed`` (conv, kernel = stride = patch: the default ``model.patch_embed``;
+the other kinds are in patch_embed.py), ``Block`` (pre-norm attention + MLP) and the 2-D sin-cos
+table. What timm's ``VisionTransformer`` does not offer is running the
 blocks on a *subset* of tokens chosen per image (the context encoder never sees the masked
 patches), so the thin wrappers here gather tokens after adding positions and before the blocks.
 """
@@ -12,10 +13,12 @@ import math
 from functools import partial
 
 import torch
-from timm.layers import PatchEmbed, trunc_normal_
+from timm.layers import trunc_normal_
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block, init_weights_vit_timm
 from torch import Tensor, nn
+
+from cjepa.model.patch_embed import build_patch_embed
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -49,13 +52,16 @@ class ViTEncoder(nn.Module):
     """Patch embedding + sin-cos positions + blocks + final LayerNorm, no CLS token.
 
     ``forward(x, keep)`` runs the blocks only on the ``keep`` tokens of each image; with
-    ``keep=None`` it sees the full image (the target encoder, evaluation).
+    ``keep=None`` it sees the full image (the target encoder, evaluation). ``patch_embed`` picks how
+    pixels become tokens (:func:`cjepa.model.patch_embed.build_patch_embed`); it is built first, as
+    the linear patch always was, so the default draws its weights in the same order as before.
     """
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, depth: int,
-                 num_heads: int, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0) -> None:
+                 num_heads: int, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0,
+                 patch_embed: str = "linear") -> None:
         super().__init__()
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = build_patch_embed(patch_embed, img_size, patch_size, in_chans, embed_dim)
         self.grid: tuple[int, int] = tuple(self.patch_embed.grid_size)  # type: ignore[assignment]
         self.embed_dim = embed_dim
         self.register_buffer("pos_embed", sincos_table(self.grid, embed_dim), persistent=False)
