@@ -89,6 +89,10 @@ def make_batches(cfg: Any, batch_size: int, count: int, data: str, seed: int) ->
     """
     from cjepa.masks import MultiBlockMaskGenerator
 
+    if cfg.mask.context_views != 1:  # the official collator's batch shape, which every step here compares with
+        raise SystemExit(f"mask.context_views={cfg.mask.context_views}: the step benchmarks time one context "
+                         "view per image (the official I-JEPA step's shape); benchmark a K > 1 run with "
+                         "cjepa train's img_per_s")
     gen = MultiBlockMaskGenerator(cfg.model.img_size // cfg.model.patch_size, cfg.mask, seed=seed)
     views = _views(cfg, batch_size, count, data, torch.Generator().manual_seed(seed))
     out = []

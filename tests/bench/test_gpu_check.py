@@ -134,3 +134,14 @@ def test_dry_run_gives_every_key(tmp_path):
     assert report["summary"]["stage_status"] == status
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # Ray was never started
 
+
+
+def test_step_benchmarks_refuse_several_context_views_in_one_line():
+    """The step benchmarks time the official collator's shape (one context per image): a K > 1
+    config is refused by name instead of failing deep in the model with a shape error."""
+    from cjepa.benchmarking.steps import make_batches
+
+    cfg = load_config(CONFIGS["cjepa"], [*TINY, "mask.context_views=2"])
+    with pytest.raises(SystemExit, match="mask.context_views=2"):
+        make_batches(cfg, 4, 1, "random", seed=0)
+    assert len(make_batches(load_config(CONFIGS["cjepa"], TINY), 4, 2, "random", seed=0)) == 2
