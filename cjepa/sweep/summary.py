@@ -34,7 +34,7 @@ def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
         key = (row["arm"], row["seed"])
         if key not in final or row["epoch"] >= final[key]["epoch"]:
             final[key] = row
-    finals = list(final.values())
+    finals = _with_trial_ids(list(final.values()), study)
     metrics = [m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in finals)] or [study.metric]
     tests = [m for m in TEST_SUMMARY_METRICS if any(r.get(m) is not None for r in finals)]
     status = {s: sum(r["status"] == s for r in finals) for s in ("COMPLETED", "STOPPED", "ERROR")}
@@ -47,7 +47,7 @@ def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
     if tests:  # completed trials only: a stopped trial never reached its test score
         lines += ["", "On the test split, scored once at the end of each completed trial (never selected on):", "",
                   _table([r for r in finals if r.get(tests[0]) is not None], tests, study)]
-    lines += _gain_lines(finals)
+    lines += _gain_lines(finals) + _selection_lines(finals, study)
     words = {"raw": "raw pixels: the probes on the pixels themselves",
              "rand": "random-init encoder: the encoder exactly as initialised (same seed)"}
     shown = [text for p, text in words.items() if any(r.get(f"{p}_knn_acc") is not None for r in finals)]
@@ -68,10 +68,36 @@ def _gain_lines(finals: list[dict[str, Any]]) -> list[str]:
     for prefix, where in (("", "validation"), (TEST_PREFIX, "test")):
         metrics = [m for m in readout_metrics(finals, "target", prefix)
                    if any(r.get(reference_key("rand", m)) is not None for r in finals)]
-        if metrics:
+        if metrics:  # the trials that have the split's scores (a stopped trial has no test score)
+            scored = [r for r in finals if r.get(metrics[0]) is not None]
             out += ["", f"Gain over the random-initialised encoder, per read-out ({where} split; paired by seed):", "",
-                    format_gains(gains_over_random_init(finals, metrics), metrics)]
+                    format_gains(gains_over_random_init(scored, metrics), metrics)]
     return out
+
+
+def _with_trial_ids(finals: list[dict[str, Any]], study: Study) -> list[dict[str, Any]]:
+    """A searched arm (``optuna-<hash of its settings>``) labelled with its Tune trial ids too: the
+    console's table, Tune's folders and MLflow's child runs name a trial by its id, so the summary's
+    rows say which one each is."""
+    if study.search == "grid":
+        return finals
+    ids: dict[str, set[str]] = {}
+    for row in finals:
+        ids.setdefault(row["arm"], set()).add(str(row.get("trial_id") or "?"))
+    return [{**r, "arm": f"{r['arm']} (trial {', '.join(sorted(ids[r['arm']]))})"} for r in finals]
+
+
+def _selection_lines(finals: list[dict[str, Any]], study: Study) -> list[str]:
+    """A search's pick: the trial best on the selection metric at its last epoch, with its settings
+    (the ``factor.*`` columns), among the completed trials (ASHA's survivors ran the whole budget)."""
+    completed = [r for r in finals if r["status"] == "COMPLETED" and r.get(study.metric) is not None]
+    if study.search == "grid" or not completed:
+        return []
+    pick = (max if study.mode == "max" else min)(completed, key=lambda r: r[study.metric])
+    settings = ", ".join(f"{k.removeprefix('factor.')}={v:.4g}" if isinstance(v, float) else
+                         f"{k.removeprefix('factor.')}={v}" for k, v in sorted(pick.items()) if k.startswith("factor."))
+    return ["", f"Selected on the validation split ({study.metric} at the last epoch, {study.mode}, completed "
+                f"trials): {pick['arm']}, {study.metric} {pick[study.metric]:.4g}: {settings}"]
 
 
 def _table(finals: list[dict[str, Any]], metrics: list[str], study: Study) -> str:
