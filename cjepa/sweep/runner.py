@@ -115,8 +115,9 @@ def _train(plan: StudyPlan, cfg: Config, track: Tracking | None, name: str) -> N
 
 def _record_start(plan: StudyPlan, name: str, trial_id: str) -> None:
     """One line in the study folder's trial_starts.jsonl: every start of a trial function, restarts included
-    (what a crashed, restored or extended study ran; its tests and the study benchmarks read it)."""
-    record = {"trial": name, "trial_id": trial_id, "time": time.time()}
+    (what a crashed, restored or extended study ran; its tests and the study benchmarks read it), with
+    the process it ran in (a reused trial actor runs several)."""
+    record = {"trial": name, "trial_id": trial_id, "time": time.time(), "pid": os.getpid()}
     with (Path(plan.storage) / plan.study.name / "trial_starts.jsonl").open("a") as fh:
         fh.write(json.dumps(record) + "\n")
 
@@ -168,6 +169,18 @@ def _trial_resources(study: Study) -> dict[str, float]:
     return {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY}
 
 
+def reuses_trial_actors(study: Study) -> bool:
+    """Whether the next trial runs in the process of one that ended (Tune's ``reuse_actors``).
+
+    A trial that trains in its actor spends ~8-12 s before its first step importing torch, timm,
+    MLflow and cjepa in a new process, and tiny trials train in < 1 s (docs/study_load.md); a reused
+    actor keeps its imports and its cached dataset. Nothing of a trial's own state survives it: the
+    config, seed, threads, run dir, MLflow run and checkpoint are all set per trial, and a trial whose
+    thread does not end within Tune's 2 s is not reused (Tune starts a new actor). Trials that drive a
+    ``TorchTrainer`` are not reused: their work happens in Train's own worker processes."""
+    return study.trains_in_trial_actor()
+
+
 def build_tuner(plan: StudyPlan, tracking: Tracking | None = None, verbose: bool = False) -> Any:
     """A fresh Tuner, or the restored one when the plan resumes and the study exists in storage.
 
@@ -205,7 +218,8 @@ def build_tuner(plan: StudyPlan, tracking: Tracking | None = None, verbose: bool
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, scheduler=scheduler, search_alg=search_alg,
                                     num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
-                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                    reuse_actors=reuses_trial_actors(study)),
         run_config=tune.RunConfig(name=name, storage_path=plan.storage, stop=stop,
                                   failure_config=tune.FailureConfig(max_failures=study.max_failures),
                                   # a trial trained in its actor: Tune's checkpoints, the last two (as Ray Train's)

@@ -45,13 +45,18 @@ def _log(work: Path) -> str:
                      if (work / name).exists())
 
 
-def test_a_killed_study_of_20_trials_resumes_with_every_trial_once(tmp_path):
+def test_a_killed_study_of_20_trials_resumes_with_every_trial_once(tmp_path, monkeypatch):
+    # Tune saves its experiment state every >= 10 s by default; trials in reused actors end every ~1-2 s, so
+    # the kill could come before any save recorded a finished trial (then the resume re-runs every trial and
+    # "finished before the kill: never again" checks nothing). Every 2 s: the trials that ended just before
+    # the kill (within half a second) are still unrecorded, the earlier ones recorded.
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "2")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     client.search_experiments()  # create the store's tables now: two processes migrating at once race
     study_dir = tmp_path / "results" / study_load.NAME
     rng = random.Random(27)
-    # After the k-th trial end, within half a second: Tune saves its experiment state every >= 10 s, so
+    # After the k-th trial end, within half a second: Tune saves its experiment state every 2 s here, so
     # the trials that just ended are most likely finished (exported, MLflow FINISHED) but not recorded as
     # such; before the fix in cjepa/sweep/trial_actor.py the resume re-trained them in a second MLflow run.
     kill_at = (rng.randint(4, TRIALS // 2), round(rng.uniform(0, 0.5), 2))

@@ -3,7 +3,8 @@ Ray with a real MLflow store: in Tune's trial actor (the default for one CPU wor
 Train worker. The engine is the same and deterministic, so every per-epoch loss and probe
 accuracy must agree; what differs is only what starts around it.
 
-Also checked for the actor path: no TorchTrainer ran, each trial's files are exported to
+Also checked for the actor path: the second trial ran in the first one's process (Tune reuses the
+trial actor) and still trained the same numbers, no TorchTrainer ran, each trial's files are exported to
 ``run.output_dir`` and its scratch run dir is removed, and its MLflow child run is FINISHED with
 one value per epoch; and under both runners the results table names each trial's final checkpoint.
 
@@ -13,6 +14,7 @@ no other Ray may run on the machine).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -33,13 +35,13 @@ def _one_local_ray():
     ray.shutdown()
 
 
-def _run(tmp_path: Path, runner: str):
+def _run(tmp_path: Path, runner: str, concurrent: int = 2):
     from cjepa.sweep import Study
     from cjepa.sweep.runner import run_study
 
     uri = f"sqlite:///{tmp_path / f'{runner}.db'}"
     study = Study(name=f"runner_{runner}", base=TINY, factors={"loss.beta_vicreg": [0.0, 0.01]}, seeds=(0,),
-                  max_concurrent=2, trial_runner=runner)
+                  max_concurrent=concurrent, trial_runner=runner)
     result = run_study(study, storage=str(tmp_path / runner), tracking_uri=uri)
     rows = sorted(pq.read_table(result.table).to_pylist(), key=lambda r: (r["arm"], r["epoch"]))
     return study, result, rows, uri
@@ -51,8 +53,13 @@ def test_actor_and_ray_train_trials_train_the_same_numbers(tmp_path):
     from cjepa.distributed.ray_trainer import worker_run_dir
     from cjepa.sweep.naming import trial_dir_name
 
-    study, result, actor, uri = _run(tmp_path, "actor")
+    study, result, actor, uri = _run(tmp_path, "actor", concurrent=1)  # one after the other: one actor
     _, _, train, _ = _run(tmp_path, "ray_train")
+
+    # Tune reused the first trial's actor for the second (reuses_trial_actors), and the numbers below still
+    # equal those of trials that each trained in a fresh Ray Train worker: nothing of a trial outlives it.
+    starts = [json.loads(line) for line in (result.study_dir / "trial_starts.jsonl").read_text().splitlines()]
+    assert len(starts) == 2 and starts[0]["pid"] == starts[1]["pid"], starts
 
     assert [(r["arm"], r["epoch"], r["status"]) for r in actor] == [(r["arm"], r["epoch"], r["status"]) for r in train]
     assert {r["status"] for r in actor} == {"COMPLETED"} and len(actor) == 4
