@@ -18,17 +18,32 @@ flips, blur, solarisation); every projector reading runs its batch norm per bran
 One study per family (``fair_search_<family>``), run in turn; ``--resume`` continues one:
 
     for f in ijepa context_target pred_blocks two_views pred_tokens sigreg; do
-        python sweeps/fair_search.py --family $f --resume; done     # ~8 h on 2 cores in all
+        python sweeps/fair_search.py --family $f --resume; done     # ~40 min each on 2 cores
     python sweeps/fair_search.py --family ijepa --dry-run              # validate and list
+
+Then ``--winners`` (study ``fair_winners``): each searched family's pick (its table committed in
+``docs/results/fair_search_<family>/results.parquet``; the completed trial best on validation
+``knn_target``) as one arm, the family's fixed settings plus the pick's searched values, all at the
+search's budget on 3 paired seeds; tuned I-JEPA is the baseline of the paired differences.
+Families not searched yet are left out (``--winners --dry-run`` lists the arms).
+
+    python sweeps/fair_search.py --winners              # ~20 CPU-min a trial, two at a time
 """
 
 from __future__ import annotations
 
+import ast
 import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
 
 from cjepa.sweep import Space, Study
 from cjepa.sweep.cli import main
 from cjepa.sweep.profiles import study_at
+from cjepa.sweep.summary import final_rows, selected_trial
 
 SHARED = {
     "ema.start": Space("uniform", 0.98, 0.998),
@@ -74,6 +89,38 @@ def make_study(full: bool, family: str = "ijepa") -> Study:
                     grace_period=1, **design)
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def _value(v: Any) -> Any:
+    """A factor column's value as a config value (pairs such as crops are stored as their text)."""
+    return list(ast.literal_eval(v)) if isinstance(v, str) and v.startswith("(") else v
+
+
+def pick_of(family: str, results: Path = RESULTS) -> dict[str, Any] | None:
+    """The settings of the family's selected trial (its fixed overrides, then the searched values),
+    or None when its search has no committed table or no completed trial."""
+    table = results / f"fair_search_{family}" / "results.parquet"
+    if not table.is_file():
+        return None
+    pick = selected_trial(final_rows(pq.read_table(table).to_pylist()), make_study(False, family))
+    if pick is None:
+        return None
+    fixed = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in FAMILIES[family][0])}
+    return {**fixed, **{k.removeprefix("factor."): _value(v) for k, v in pick.items() if k.startswith("factor.")}}
+
+
+def winners_study(full: bool, results: Path = RESULTS) -> Study:
+    """The picks with 3 paired seeds at the search's budget (laptop scale only: the picks are)."""
+    if full:
+        raise SystemExit("fair_search --winners: the picks are laptop-scale (run --full searches per family first)")
+    arms = {f: s for f in FAMILIES if (s := pick_of(f, results)) is not None}
+    if not arms:
+        raise SystemExit(f"fair_search --winners: no family's search table in {results}/fair_search_<family>/")
+    return study_at(full, "fair_winners", base="cjepa_fmnist_cpu", overrides=BUDGET, arms=arms,
+                    baseline="ijepa" if "ijepa" in arms else next(iter(arms)))
+
+
 def split_family(argv: list[str]) -> tuple[str, list[str]]:
     """``--family NAME`` out of the command line (the shared study options take the rest)."""
     if "--family" not in argv or argv.index("--family") + 1 >= len(argv):
@@ -88,5 +135,7 @@ def split_family(argv: list[str]) -> tuple[str, list[str]]:
 if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
+    if "--winners" in sys.argv[1:]:
+        sys.exit(main(winners_study, __doc__, argv=[a for a in sys.argv[1:] if a != "--winners"]))
     chosen, rest = split_family(sys.argv[1:])
     sys.exit(main(lambda full: make_study(full, chosen), __doc__, argv=rest))

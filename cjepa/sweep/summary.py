@@ -29,12 +29,7 @@ TEST_SUMMARY_METRICS = tuple(TEST_PREFIX + m for m in SUMMARY_METRICS)
 
 
 def summary_from_rows(rows: list[dict[str, Any]], study: Study) -> str:
-    final: dict[tuple[str, int], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["arm"], row["seed"])
-        if key not in final or row["epoch"] >= final[key]["epoch"]:
-            final[key] = row
-    finals = _with_trial_ids(list(final.values()), study)
+    finals = _with_trial_ids(final_rows(rows), study)
     metrics = [m for m in SUMMARY_METRICS if any(r.get(m) is not None for r in finals)] or [study.metric]
     tests = [m for m in TEST_SUMMARY_METRICS if any(r.get(m) is not None for r in finals)]
     status = {s: sum(r["status"] == s for r in finals) for s in ("COMPLETED", "STOPPED", "ERROR")}
@@ -87,13 +82,30 @@ def _with_trial_ids(finals: list[dict[str, Any]], study: Study) -> list[dict[str
     return [{**r, "arm": f"{r['arm']} (trial {', '.join(sorted(ids[r['arm']]))})"} for r in finals]
 
 
-def _selection_lines(finals: list[dict[str, Any]], study: Study) -> list[str]:
-    """A search's pick: the trial best on the selection metric at its last epoch, with its settings
-    (the ``factor.*`` columns), among the completed trials (ASHA's survivors ran the whole budget)."""
+def selected_trial(finals: list[dict[str, Any]], study: Study) -> dict[str, Any] | None:
+    """A search's pick: of the trials' final rows, the completed one (ASHA's survivors ran the whole
+    budget) best on the study's metric, which a selecting study reads on the validation split; None
+    for a grid or when no trial completed. Its settings are its ``factor.*`` columns."""
     completed = [r for r in finals if r["status"] == "COMPLETED" and r.get(study.metric) is not None]
     if study.search == "grid" or not completed:
+        return None
+    return (max if study.mode == "max" else min)(completed, key=lambda r: r[study.metric])
+
+
+def final_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each trial's (arm, seed) last epoch's row."""
+    final: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["arm"], row["seed"])
+        if key not in final or row["epoch"] >= final[key]["epoch"]:
+            final[key] = row
+    return list(final.values())
+
+
+def _selection_lines(finals: list[dict[str, Any]], study: Study) -> list[str]:
+    pick = selected_trial(finals, study)
+    if pick is None:
         return []
-    pick = (max if study.mode == "max" else min)(completed, key=lambda r: r[study.metric])
     settings = ", ".join(f"{k.removeprefix('factor.')}={v:.4g}" if isinstance(v, float) else
                          f"{k.removeprefix('factor.')}={v}" for k, v in sorted(pick.items()) if k.startswith("factor."))
     return ["", f"Selected on the validation split ({study.metric} at the last epoch, {study.mode}, completed "

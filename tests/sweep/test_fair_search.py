@@ -59,3 +59,25 @@ def test_the_family_comes_from_the_command_line() -> None:
         FAIR.split_family(["--dry-run"])
     with pytest.raises(SystemExit, match="'vicreg'"):
         FAIR.split_family(["--family", "vicreg"])
+
+
+def test_winners_are_each_familys_validation_pick_with_paired_seeds(tmp_path) -> None:
+    """From the committed ijepa search: the completed trial best on validation kNN (4a6a7c78, 60.7 %,
+    not the first point's 59.6 % nor the stopped trials), with the family's fixed settings."""
+    import shutil
+
+    pick = FAIR.pick_of("ijepa")
+    assert pick == {"loss.beta_vicreg": 0.0, "ema.start": pytest.approx(0.9976151301601898),
+                    "ema.schedule": "linear", "optim.lr": pytest.approx(0.004049204907137633),
+                    "optim.batch_size": 128, "data.crop_scale": [0.6, 1.0], "mask.target_scale": [0.1, 0.15]}
+    assert FAIR.pick_of("sigreg", tmp_path) is None  # not searched: left out
+    shutil.copytree(FAIR.RESULTS / "fair_search_ijepa", tmp_path / "fair_search_ijepa")
+    study = FAIR.winners_study(False, tmp_path)
+    assert list(study.arms) == ["ijepa"] and study.baseline == "ijepa" and study.seeds == (0, 1, 2)
+    assert set(FAIR.BUDGET) <= set(study.overrides)
+    validate_study(study)
+    cfg = trial_config(study, study.arms["ijepa"], 0)
+    assert (cfg.optim.lr, cfg.data.crop_scale, cfg.loss.beta_vicreg, cfg.run.epochs) == (
+        pytest.approx(0.004049204907137633), (0.6, 1.0), 0.0, 3)
+    with pytest.raises(SystemExit, match="no family's search table"):
+        FAIR.winners_study(False, tmp_path / "empty")
