@@ -6,7 +6,11 @@ trial, ``data.val_samples=2000`` held out, the same read-outs); the recipe itsel
 of the seed-paired differences. Selection reads the validation split only (``knn_target`` and the
 pooled/grid read-outs of ``eval.poolings``); the test split is scored once, at the last epoch.
 
-- ``model.patch_embed=overlap`` / ``conv_stem``: what each token sees (cjepa/model/patch_embed.py);
+- ``model.patch_embed=overlap`` / ``conv_stem``: what each token sees (cjepa/model/patch_embed.py).
+  Both let a context token see a few pixels beyond its patch (overlap: p-1 rows/columns of the
+  patches above and left; the stem: its 3x3 convs' receptive field), so a context token beside a
+  target block sees part of it: the prediction task gets easier, which a win on kNN must outweigh
+  (read the JEPA loss beside the accuracy);
 - ``model.patch_size=2``: a 14x14 grid, 4x the tokens (and ~4x the CPU: read the CPU-minute curves);
 - a wider / a deeper encoder, a wider-and-deeper predictor;
 - ``mask.context_views=2``: two context masks per image, each predicting the same targets.
