@@ -21,8 +21,8 @@ One study per family (``fair_search_<family>``), run in turn; ``--resume`` conti
         python sweeps/fair_search.py --family $f --resume; done     # ~40 min each on 2 cores
     python sweeps/fair_search.py --family ijepa --dry-run              # validate and list
 
-Then ``--winners`` (study ``fair_winners``): each searched family's pick (its table committed in
-``docs/results/fair_search_<family>/results.parquet``; the completed trial best on validation
+Then ``--winners`` (study ``fair_winners``): each searched family's pick (read from its study's
+``results.parquet`` under ``--storage``, default ``ray_results``; the completed trial best on validation
 ``knn_target``) as one arm, the family's fixed settings plus the pick's searched values, all at the
 search's budget on 3 paired seeds; tuned I-JEPA is the baseline of the paired differences.
 Families not searched yet are left out (``--winners --dry-run`` lists the arms).
@@ -89,7 +89,7 @@ def make_study(full: bool, family: str = "ijepa") -> Study:
                     grace_period=1, **design)
 
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+STORAGE = "ray_results"  # the study scripts' default --storage
 
 
 def _value(v: Any) -> Any:
@@ -97,9 +97,9 @@ def _value(v: Any) -> Any:
     return list(ast.literal_eval(v)) if isinstance(v, str) and v.startswith("(") else v
 
 
-def pick_of(family: str, results: Path = RESULTS) -> dict[str, Any] | None:
+def pick_of(family: str, results: Path) -> dict[str, Any] | None:
     """The settings of the family's selected trial (its fixed overrides, then the searched values),
-    or None when its search has no committed table or no completed trial."""
+    or None when its search has no results table under ``results`` or no completed trial."""
     table = results / f"fair_search_{family}" / "results.parquet"
     if not table.is_file():
         return None
@@ -110,7 +110,7 @@ def pick_of(family: str, results: Path = RESULTS) -> dict[str, Any] | None:
     return {**fixed, **{k.removeprefix("factor."): _value(v) for k, v in pick.items() if k.startswith("factor.")}}
 
 
-def winners_study(full: bool, results: Path = RESULTS) -> Study:
+def winners_study(full: bool, results: Path = Path(STORAGE)) -> Study:
     """The picks with 3 paired seeds at the search's budget (laptop scale only: the picks are)."""
     if full:
         raise SystemExit("fair_search --winners: the picks are laptop-scale (run --full searches per family first)")
@@ -136,6 +136,8 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
     if "--winners" in sys.argv[1:]:
-        sys.exit(main(winners_study, __doc__, argv=[a for a in sys.argv[1:] if a != "--winners"]))
+        rest = [a for a in sys.argv[1:] if a != "--winners"]
+        storage = Path(rest[rest.index("--storage") + 1]) if "--storage" in rest[:-1] else Path(STORAGE)
+        sys.exit(main(lambda full: winners_study(full, storage), __doc__, argv=rest))
     chosen, rest = split_family(sys.argv[1:])
     sys.exit(main(lambda full: make_study(full, chosen), __doc__, argv=rest))
