@@ -15,15 +15,16 @@ Families: ``ijepa`` (no regulariser), C-JEPA per reading (``context_target``, ``
 representation). ``two_views`` gets VICReg's augmentations that apply to greyscale images (crops,
 flips, blur, solarisation); every projector reading runs its batch norm per branch.
 
-One study per family (``fair_search_<family>``), run in turn; ``--resume`` continues one:
+One study per family (``fair_search_<family>``), run in turn (``--resume`` continues an interrupted one):
 
     for f in ijepa context_target pred_blocks two_views pred_tokens sigreg; do
-        python sweeps/fair_search.py --family $f --resume; done     # ~40 min each on 2 cores
+        python sweeps/fair_search.py --family $f; done              # ~40 min each on 2 cores
     python sweeps/fair_search.py --family ijepa --dry-run              # validate and list
 
-Then ``--winners`` (study ``fair_winners``): each searched family's pick (read from its study's
-``results.parquet`` under ``--storage``, default ``ray_results``; the completed trial best on validation
-``knn_target``) as one arm, the family's fixed settings plus the pick's searched values, all at the
+Then ``--winners`` (study ``fair_winners``): each searched family's pick (the completed trial best on
+validation ``knn_target``, which a search writes as ``pick.yaml`` beside its summary; read from
+``--picks DIR``/fair_search_<family>/, default ``docs/results``, where each family's pick is
+committed) as one arm, the family's fixed settings plus the pick's searched values, all at the
 search's budget on 3 paired seeds; tuned I-JEPA is the baseline of the paired differences.
 Families not searched yet are left out (``--winners --dry-run`` lists the arms).
 
@@ -32,7 +33,6 @@ Families not searched yet are left out (``--winners --dry-run`` lists the arms).
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ import yaml
 
 from cjepa.sweep import Space, Study
 from cjepa.sweep.cli import main
+from cjepa.sweep.pick import PICK_FILE, pick_record, read_pick
 from cjepa.sweep.profiles import study_at
-from cjepa.sweep.summary import final_rows, selected_trial
 
 SHARED = {
     "ema.start": Space("uniform", 0.98, 0.998),
@@ -89,36 +89,46 @@ def make_study(full: bool, family: str = "ijepa") -> Study:
                     grace_period=1, **design)
 
 
-STORAGE = "ray_results"  # the study scripts' default --storage
-
-
-def _value(v: Any) -> Any:
-    """A factor column's value as a config value (pairs such as crops are stored as their text)."""
-    return list(ast.literal_eval(v)) if isinstance(v, str) and v.startswith("(") else v
+PICKS = Path("docs/results")  # where each family's committed pick.yaml lives (--picks DIR)
 
 
 def pick_of(family: str, results: Path) -> dict[str, Any] | None:
     """The settings of the family's selected trial (its fixed overrides, then the searched values),
-    or None when its search has no results table under ``results`` or no completed trial."""
-    table = results / f"fair_search_{family}" / "results.parquet"
-    if not table.is_file():
-        return None
-    pick = selected_trial(final_rows(pq.read_table(table).to_pylist()), make_study(False, family))
-    if pick is None:
+    from ``results/fair_search_<family>/pick.yaml`` (what a search writes and docs/results keeps), else
+    from the results table there (a search run before picks were written); None when neither exists
+    or no trial completed."""
+    folder = results / f"fair_search_{family}"
+    if (folder / PICK_FILE).is_file():
+        searched = read_pick(folder / PICK_FILE)
+    elif (folder / "results.parquet").is_file():
+        record = pick_record(pq.read_table(folder / "results.parquet").to_pylist(), make_study(False, family))
+        if record is None:
+            return None
+        searched = record["settings"]
+    else:
         return None
     fixed = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in FAMILIES[family][0])}
-    return {**fixed, **{k.removeprefix("factor."): _value(v) for k, v in pick.items() if k.startswith("factor.")}}
+    return {**fixed, **searched}
 
 
-def winners_study(full: bool, results: Path = Path(STORAGE)) -> Study:
+def winners_study(full: bool, results: Path = PICKS) -> Study:
     """The picks with 3 paired seeds at the search's budget (laptop scale only: the picks are)."""
     if full:
         raise SystemExit("fair_search --winners: the picks are laptop-scale (run --full searches per family first)")
     arms = {f: s for f in FAMILIES if (s := pick_of(f, results)) is not None}
     if not arms:
-        raise SystemExit(f"fair_search --winners: no family's search table in {results}/fair_search_<family>/")
+        raise SystemExit(f"fair_search --winners: no family's pick in {results}/fair_search_<family>/ "
+                         f"({PICK_FILE} or results.parquet); pass --picks DIR")
     return study_at(full, "fair_winners", base="cjepa_fmnist_cpu", overrides=BUDGET, arms=arms,
                     baseline="ijepa" if "ijepa" in arms else next(iter(arms)))
+
+
+def split_option(argv: list[str], option: str, default: Path) -> tuple[Path, list[str]]:
+    """``option DIR`` out of the command line (the shared study options take the rest)."""
+    if option not in argv[:-1]:
+        return default, argv
+    at = argv.index(option)
+    return Path(argv[at + 1]), argv[:at] + argv[at + 2:]
 
 
 def split_family(argv: list[str]) -> tuple[str, list[str]]:
@@ -136,8 +146,7 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
     if "--winners" in sys.argv[1:]:
-        rest = [a for a in sys.argv[1:] if a != "--winners"]
-        storage = Path(rest[rest.index("--storage") + 1]) if "--storage" in rest[:-1] else Path(STORAGE)
-        sys.exit(main(lambda full: winners_study(full, storage), __doc__, argv=rest))
+        picks, rest = split_option([a for a in sys.argv[1:] if a != "--winners"], "--picks", PICKS)
+        sys.exit(main(lambda full: winners_study(full, picks), __doc__, argv=rest))
     chosen, rest = split_family(sys.argv[1:])
     sys.exit(main(lambda full: make_study(full, chosen), __doc__, argv=rest))

@@ -20,6 +20,7 @@ from cjepa.atomic import atomic_write
 from cjepa.errors import StudyError
 from cjepa.sweep.child_runs import child_run_ids
 from cjepa.sweep.note import NOTE_TAG, parent_note
+from cjepa.sweep.pick import write_pick
 from cjepa.sweep.plan import Tracking
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
@@ -199,6 +200,7 @@ def write_results(study: Study, arms: dict[str, dict[str, Any]], grid: Any, stud
     atomic_write(path, lambda fh: pq.write_table(table, fh))
     summary = summary_from_rows(rows, study)
     write_summary(study_dir, summary)
+    write_pick(study_dir, rows, study)  # a search's pick, small enough to commit (the table is not)
     return path, summary
 
 

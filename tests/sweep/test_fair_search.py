@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cjepa.metrics import split_of
+from cjepa.sweep.pick import write_pick
 from cjepa.sweep.study import trial_config, validate_study
 
 SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "fair_search.py"
@@ -61,29 +62,26 @@ def test_the_family_comes_from_the_command_line() -> None:
         FAIR.split_family(["--family", "vicreg"])
 
 
-def _search_table(storage, family: str) -> None:
-    """A finished search's results.parquet as the runner writes it: the first point completed at 59.6 %, a
+def _search_rows() -> list[dict]:
+    """A finished search's rows as the runner writes them: the first point completed at 59.6 %, a
     better trial completed at 60.7 %, a stopped trial at a higher epoch-1 score (ASHA stopped it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     def row(arm, trial, epoch, status, knn, lr, crop):
         return {"arm": arm, "seed": 0, "trial_id": trial, "epoch": epoch, "status": status, "knn_target": knn,
                 "factor.optim.lr": lr, "factor.ema.schedule": "linear", "factor.data.crop_scale": crop}
 
-    rows = [row("optuna-a", "t1", 3, "COMPLETED", 0.596, 0.002, "(0.3, 1.0)"),
+    return [row("optuna-a", "t1", 3, "COMPLETED", 0.596, 0.002, "(0.3, 1.0)"),
             row("optuna-b", "t2", 3, "COMPLETED", 0.607, 0.004, "(0.6, 1.0)"),
             row("optuna-c", "t3", 1, "STOPPED", 0.70, 0.005, "(0.6, 1.0)")]
-    (storage / f"fair_search_{family}").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), storage / f"fair_search_{family}" / "results.parquet")
+
+
+IJEPA_PICK = {"loss.beta_vicreg": 0.0, "data.crop_scale": [0.6, 1.0], "ema.schedule": "linear", "optim.lr": 0.004}
 
 
 def test_winners_are_each_familys_validation_pick_with_paired_seeds(tmp_path) -> None:
-    """The completed trial best on validation kNN (not the first point, not a stopped trial), with the
-    family's fixed settings; families with no search table are left out."""
-    _search_table(tmp_path, "ijepa")
-    assert FAIR.pick_of("ijepa", tmp_path) == {"loss.beta_vicreg": 0.0, "optim.lr": 0.004, "ema.schedule": "linear",
-                                               "data.crop_scale": [0.6, 1.0]}
+    """The completed trial best on validation kNN (not the first point, not a stopped trial), read from the
+    pick.yaml its search wrote, with the family's fixed settings; families with no pick are left out."""
+    write_pick(tmp_path / "fair_search_ijepa", _search_rows(), FAIR.make_study(False, "ijepa"))
+    assert FAIR.pick_of("ijepa", tmp_path) == IJEPA_PICK
     assert FAIR.pick_of("sigreg", tmp_path) is None  # not searched: left out
     study = FAIR.winners_study(False, tmp_path)
     assert list(study.arms) == ["ijepa"] and study.baseline == "ijepa" and study.seeds == (0, 1, 2)
@@ -91,5 +89,27 @@ def test_winners_are_each_familys_validation_pick_with_paired_seeds(tmp_path) ->
     validate_study(study)
     cfg = trial_config(study, study.arms["ijepa"], 0)
     assert (cfg.optim.lr, cfg.data.crop_scale, cfg.loss.beta_vicreg, cfg.run.epochs) == (0.004, (0.6, 1.0), 0.0, 3)
-    with pytest.raises(SystemExit, match="no family's search table"):
+    with pytest.raises(SystemExit, match="no family's pick"):
         FAIR.winners_study(False, tmp_path / "empty")
+
+
+def test_a_search_without_a_pick_file_is_read_from_its_table(tmp_path) -> None:
+    """Searches run before pick.yaml existed: the same pick from results.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "fair_search_ijepa").mkdir()
+    pq.write_table(pa.Table.from_pylist(_search_rows()), tmp_path / "fair_search_ijepa" / "results.parquet")
+    assert FAIR.pick_of("ijepa", tmp_path) == IJEPA_PICK
+
+
+def test_the_committed_picks_are_valid_arms() -> None:
+    """docs/results' picks (the default --picks): every one builds a valid winners study."""
+    study = FAIR.winners_study(False, SCRIPT.parents[1] / FAIR.PICKS)
+    validate_study(study)
+    assert {"ijepa", "context_target"} <= set(study.arms)
+
+
+def test_picks_option_comes_out_of_the_command_line() -> None:
+    assert FAIR.split_option(["--picks", "d", "--dry-run"], "--picks", FAIR.PICKS) == (Path("d"), ["--dry-run"])
+    assert FAIR.split_option(["--dry-run"], "--picks", FAIR.PICKS) == (FAIR.PICKS, ["--dry-run"])
