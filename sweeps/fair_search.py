@@ -89,7 +89,7 @@ def make_study(full: bool, family: str = "ijepa") -> Study:
                     grace_period=1, **design)
 
 
-PICKS = Path("docs/results")  # where each family's committed pick.yaml lives (--picks DIR)
+PICKS = Path(__file__).resolve().parents[1] / "docs" / "results"  # each family's committed pick.yaml (--picks DIR)
 
 
 def pick_of(family: str, results: Path) -> dict[str, Any] | None:

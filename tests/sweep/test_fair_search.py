@@ -105,7 +105,7 @@ def test_a_search_without_a_pick_file_is_read_from_its_table(tmp_path) -> None:
 
 def test_the_committed_picks_are_valid_arms() -> None:
     """docs/results' picks (the default --picks): every one builds a valid winners study."""
-    study = FAIR.winners_study(False, SCRIPT.parents[1] / FAIR.PICKS)
+    study = FAIR.winners_study(False)
     validate_study(study)
     assert {"ijepa", "context_target"} <= set(study.arms)
 

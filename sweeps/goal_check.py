@@ -1,0 +1,83 @@
+"""The goal of issue 26, item 3: does a trained encoder beat its own random initialisation under
+every read-out, within 30 CPU-minutes of training on 2 cores?
+
+Each arm is a family's recipe as the fair search picked it on the validation split
+(``docs/results/fair_search_<family>/pick.yaml``, the family's fixed settings plus the pick's
+searched values; ``--picks DIR`` reads them elsewhere), trained for 5 epochs of the training split
+(58k images: 2,000 held out as the validation split) at one thread per trial, ~25 CPU-minutes of
+training for the picks so far (each epoch reports ``train_cpu_min``: the budget is read, not
+assumed). Read-outs of the target encoder: mean-pooled tokens, 2x2 and 4x4 cells and the full 7x7
+token grid, each under kNN (k=20, cosine, T=0.07, a 50k bank) and the linear probe; raw pixels and
+the same network at its random initialisation (same seed) are read the same way. The validation
+split is scored after every epoch (the curve); the test split (all 10k images) once, at the end of
+each trial, and nothing selects on it. 3 paired seeds; the summary prints each read-out's gain over
+the random-initialised encoder, mean ± 95 % CI over seeds, on both splits.
+
+    python sweeps/goal_check.py                                   # the picks of ijepa and context_target
+    python sweeps/goal_check.py --families context_target two_views   # other searched families
+    python sweeps/goal_check.py --dry-run                         # validate and list
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from cjepa.sweep import Study
+from cjepa.sweep.cli import main
+from cjepa.sweep.profiles import study_at
+
+
+def _fair_search():
+    """sweeps/fair_search.py (a script beside this one, not a package module): its families and picks."""
+    spec = importlib.util.spec_from_file_location("fair_search", Path(__file__).with_name("fair_search.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAIR = _fair_search()
+FAMILIES = ("ijepa", "context_target")  # the default arms: tuned I-JEPA and the best C-JEPA reading so far
+SEEDS = (0, 1, 2)
+READOUTS = ("eval.poolings=[mean,grid2,grid4,grid7]", "eval.encoders=[target]")
+# The fair search's split and thread count; the recipe check's protocol (a 50k bank, the whole test set).
+PROTOCOL = ("run.epochs=5", "optim.warmup_epochs=0.5", "data.val_samples=2000", "eval.train_samples=50000",
+            "eval.test_samples=10000", "eval.linear_epochs=30", "run.threads=1", "run.log_every=200")
+
+
+def make_study(full: bool, families: tuple[str, ...] = FAMILIES, picks: Path = FAIR.PICKS) -> Study:
+    """One arm per family's pick, 3 paired seeds; the first family is the baseline of the differences."""
+    if full:
+        raise SystemExit("goal_check: the goal is a laptop-scale one (30 CPU-minutes on 2 cores); no --full")
+    arms = {}
+    for family in families:
+        pick = FAIR.pick_of(family, picks)
+        if pick is None:
+            raise SystemExit(f"goal_check: family {family!r} has no pick in {picks}/fair_search_{family}/ "
+                             f"(run python sweeps/fair_search.py --family {family} first, or pass --picks DIR)")
+        arms[family] = pick
+    return study_at(full, "goal_check", base="cjepa_fmnist_cpu", overrides=(*PROTOCOL, *READOUTS), arms=arms,
+                    baseline=families[0], seeds=SEEDS)
+
+
+def split_families(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """``--families A B ...`` (each one of fair_search's families) out of the command line."""
+    if "--families" not in argv:
+        return FAMILIES, argv
+    at = argv.index("--families")
+    end = next((i for i in range(at + 1, len(argv)) if argv[i].startswith("-")), len(argv))
+    chosen = tuple(argv[at + 1:end])
+    unknown = [f for f in chosen if f not in FAIR.FAMILIES]
+    if not chosen or unknown:
+        raise SystemExit(f"goal_check: --families {' '.join(chosen) or '(none)'}: expected one or more of "
+                         f"{', '.join(FAIR.FAMILIES)}")
+    return chosen, argv[:at] + argv[end:]
+
+
+if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(main(make_study, __doc__))
+    families, rest = split_families(sys.argv[1:])
+    picks, rest = FAIR.split_option(rest, "--picks", FAIR.PICKS)
+    sys.exit(main(lambda full: make_study(full, families, picks), __doc__, argv=rest))
