@@ -1,10 +1,13 @@
 """Levers that may change the laptop picture (issue 26, item 2), each against the recipe, on validation.
 
-Each arm turns on one switch that is off in the recipe (``cjepa_fmnist_cpu``), with everything
-else the recipe's, at the fair search's budget (3 epochs of the training split at one thread per
-trial, ``data.val_samples=2000`` held out, the same read-outs); the recipe itself is the baseline
-of the seed-paired differences. Selection reads the validation split only (``knn_target`` and the
-pooled/grid read-outs of ``eval.poolings``); the test split is scored once, at the last epoch.
+The recipe is a family's pick from the fair search (``docs/results/fair_search_<family>/pick.yaml``:
+its fixed settings plus the pick's searched values; ``--family``, default ``context_target``, the
+best family so far; ``--picks DIR`` reads picks elsewhere). Each arm turns on one switch that is off
+in the recipe, with everything else the recipe's, at the fair search's budget (3 epochs of the
+training split at one thread per trial, ``data.val_samples=2000`` held out, the same read-outs); the
+recipe itself is the baseline of the seed-paired differences. Selection reads the validation split
+only (``knn_target`` and the pooled/grid read-outs of ``eval.poolings``); the test split is scored
+once, at the last epoch.
 
 - ``model.patch_embed=overlap`` / ``conv_stem``: what each token sees (cjepa/model/patch_embed.py).
   Both let a context token see a few pixels beyond its patch (overlap: p-1 rows/columns of the
@@ -19,16 +22,22 @@ it by ``cjepa eval --last-layers`` or a study override (``eval.last_layers=4``).
 
 Screen with one seed, then confirm what wins with paired seeds (``--extend`` adds them):
 
-    python sweeps/levers.py --seeds 0                  # ~1 h on 2 cores
+    python sweeps/levers.py --seeds 0                  # ~1.5 h on 2 cores; --family F: on F's pick
     python sweeps/levers.py --seeds 0 1 2 --extend     # the paired confirmation
     python sweeps/levers.py --dry-run                  # validate and list
 """
 
+import importlib.util
 import sys
+from pathlib import Path
 
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
 from cjepa.sweep.profiles import study_at
+
+_spec = importlib.util.spec_from_file_location("fair_search", Path(__file__).with_name("fair_search.py"))
+FAIR = importlib.util.module_from_spec(_spec)  # the script beside this one: its families, picks and budget
+_spec.loader.exec_module(FAIR)
 
 BASELINE = "recipe"
 ARMS = {
@@ -41,20 +50,28 @@ ARMS = {
     "predictor 128 x 4": {"model.pred_embed_dim": 128, "model.pred_depth": 4},
     "2 context views": {"mask.context_views": 2},
 }
-# The fair search's budget (sweeps/fair_search.py), so the levers read on the same scale as its trials.
-BUDGET = ("run.epochs=3", "optim.warmup_epochs=0.3", "data.val_samples=2000", "eval.train_samples=5000",
-          "eval.test_samples=2000", "eval.linear_epochs=30", "eval.poolings=[mean,grid2,grid7]",
-          "eval.encoders=[target]", "run.threads=1", "run.log_every=100")
+FAMILY = "context_target"  # the best family on validation so far (docs/results/fair_search.md)
 
 
-def make_study(full: bool) -> Study:
-    """The levers on the laptop recipe. ``--full``: on the paper profile's preset, the levers that are
-    switches there (the tokenizer, the context views); its sizes are its presets' (ViT-T/S/B/L), and
-    patch 2 at 224 px would be 12,544 tokens an image."""
+def make_study(full: bool, family: str = FAMILY, picks: Path = FAIR.PICKS) -> Study:
+    """The levers on the family's picked recipe. ``--full``: on the paper profile's preset, the levers
+    that are switches there (the tokenizer, the context views); its sizes are its presets' (ViT-T/S/B/L),
+    and patch 2 at 224 px would be 12,544 tokens an image."""
     if full:
         kept = (BASELINE, "overlapping patches", "conv stem", "2 context views")
         return study_at(full, "levers", arms={k: ARMS[k] for k in kept}, baseline=BASELINE)
-    return study_at(full, "levers", base="cjepa_fmnist_cpu", overrides=BUDGET, arms=ARMS, baseline=BASELINE)
+    recipe = FAIR.pick_of(family, picks)
+    if recipe is None:
+        raise SystemExit(f"levers: family {family!r} has no pick in {picks}/fair_search_{family}/ "
+                         f"(run python sweeps/fair_search.py --family {family} first, or pass --picks DIR)")
+    arms = {name: {**recipe, **switch} for name, switch in ARMS.items()}
+    return study_at(full, f"levers_{family}", base="cjepa_fmnist_cpu", overrides=FAIR.BUDGET, arms=arms,
+                    baseline=BASELINE)
+
 
 if __name__ == "__main__":
-    sys.exit(main(make_study, __doc__))
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(main(make_study, __doc__))
+    chosen, rest = FAIR.split_family(sys.argv[1:]) if "--family" in sys.argv[1:] else (FAMILY, sys.argv[1:])
+    picks, rest = FAIR.split_option(rest, "--picks", FAIR.PICKS)
+    sys.exit(main(lambda full: make_study(full, chosen, picks), __doc__, argv=rest))
