@@ -24,6 +24,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import yaml
+
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
 from cjepa.sweep.profiles import study_at
@@ -40,16 +42,21 @@ def _fair_search():
 FAIR = _fair_search()
 FAMILIES = ("ijepa", "context_target")  # the default arms: tuned I-JEPA and the best C-JEPA reading so far
 SEEDS = (0, 1, 2)
-READOUTS = ("eval.poolings=[mean,grid2,grid4,grid7]", "eval.encoders=[target]")
+READOUTS = ("eval.poolings=[mean,grid2,grid4,grid7]", "eval.encoders=[target]")  # grid7: all 7x7 tokens
+FULL_READOUTS = ("eval.poolings=[mean,grid2,grid4,grid14]", "eval.encoders=[target]")  # 224 px / 16
 # The fair search's split and thread count; the recipe check's protocol (a 50k bank, the whole test set).
 PROTOCOL = ("run.epochs=5", "optim.warmup_epochs=0.5", "data.val_samples=2000", "eval.train_samples=50000",
             "eval.test_samples=10000", "eval.linear_epochs=30", "run.threads=1", "run.log_every=200")
 
 
 def make_study(full: bool, families: tuple[str, ...] = FAMILIES, picks: Path = FAIR.PICKS) -> Study:
-    """One arm per family's pick, 3 paired seeds; the first family is the baseline of the differences."""
+    """One arm per family's pick, 3 paired seeds; the first family is the baseline of the differences.
+    ``--full``: the same question at paper scale (the paper profile: ViT-T/16 at 224 px, a 14x14 grid),
+    each family with its fixed settings only (the picks are laptop-scale values), read the same ways."""
     if full:
-        raise SystemExit("goal_check: the goal is a laptop-scale one (30 CPU-minutes on 2 cores); no --full")
+        arms = {f: {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in FAIR.FAMILIES[f][0])}
+                for f in families}
+        return study_at(full, "goal_check", overrides=FULL_READOUTS, arms=arms, baseline=families[0])
     arms = {}
     for family in families:
         pick = FAIR.pick_of(family, picks)
