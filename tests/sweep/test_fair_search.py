@@ -84,7 +84,7 @@ def test_winners_are_each_familys_validation_pick_with_paired_seeds(tmp_path) ->
     assert FAIR.pick_of("ijepa", tmp_path) == IJEPA_PICK
     assert FAIR.pick_of("sigreg", tmp_path) is None  # not searched: left out
     study = FAIR.winners_study(False, tmp_path)
-    assert list(study.arms) == ["ijepa"] and study.baseline == "ijepa" and study.seeds == (0, 1, 2)
+    assert list(study.arms) == ["ijepa"] and study.baseline == "ijepa" and study.seeds == (1, 2, 3)
     assert set(FAIR.BUDGET) <= set(study.overrides)
     validate_study(study)
     cfg = trial_config(study, study.arms["ijepa"], 0)

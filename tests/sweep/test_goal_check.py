@@ -20,7 +20,7 @@ def test_each_arm_is_its_familys_pick_at_the_goal_budget() -> None:
     study = GOAL.make_study(False)
     validate_study(study)
     assert list(study.arms) == ["ijepa", "context_target"] and study.baseline == "ijepa"
-    assert study.seeds == (0, 1, 2)
+    assert study.seeds == (1, 2, 3)
     cfg = trial_config(study, study.arms["context_target"], 1)
     pick = GOAL.FAIR.pick_of("context_target", GOAL.FAIR.PICKS)
     assert (cfg.optim.lr, cfg.optim.batch_size, cfg.ema.schedule) == (pick["optim.lr"], 64, "constant")
