@@ -20,10 +20,11 @@ once, at the last epoch.
 The read-out of the last k layers (``eval.last_layers``) is no training lever: every arm is read with
 it by ``cjepa eval --last-layers`` or a study override (``eval.last_layers=4``).
 
-Screen with one seed, then confirm what wins with paired seeds (``--extend`` adds them):
+Screen with one seed, then confirm what wins with paired seeds (``--extend`` adds them); seeds 1-3,
+not 0, the seed the pick was selected on (its seed-0 run is the best of eight, biased upward):
 
-    python sweeps/levers.py --seeds 0                  # ~1.5 h on 2 cores; --family F: on F's pick
-    python sweeps/levers.py --seeds 0 1 2 --extend     # the paired confirmation
+    python sweeps/levers.py --seeds 1                  # ~1.5 h on 2 cores; --family F: on F's pick
+    python sweeps/levers.py --seeds 1 2 3 --extend     # the paired confirmation
     python sweeps/levers.py --dry-run                  # validate and list
 """
 
@@ -66,7 +67,7 @@ def make_study(full: bool, family: str = FAMILY, picks: Path = FAIR.PICKS) -> St
                          f"(run python sweeps/fair_search.py --family {family} first, or pass --picks DIR)")
     arms = {name: {**recipe, **switch} for name, switch in ARMS.items()}
     return study_at(full, f"levers_{family}", base="cjepa_fmnist_cpu", overrides=FAIR.BUDGET, arms=arms,
-                    baseline=BASELINE)
+                    baseline=BASELINE, seeds=FAIR.FRESH_SEEDS)
 
 
 if __name__ == "__main__":

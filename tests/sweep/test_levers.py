@@ -21,7 +21,7 @@ def test_every_arm_is_the_pick_plus_one_switch(family: str) -> None:
     validate_study(study)
     pick = LEVERS.FAIR.pick_of(family, LEVERS.FAIR.PICKS)
     assert study.name == f"levers_{family}" and study.arms[LEVERS.BASELINE] == pick
-    assert set(LEVERS.FAIR.BUDGET) <= set(study.overrides)
+    assert set(LEVERS.FAIR.BUDGET) <= set(study.overrides) and study.seeds == (1, 2, 3)
     for name, arm in study.arms.items():
         assert {k: v for k, v in arm.items() if k not in LEVERS.ARMS[name]} == pick  # nothing else moved
     recipe = trial_config(study, study.arms[LEVERS.BASELINE], 0)
