@@ -3,14 +3,15 @@
 The laptop recipe (``cjepa_fmnist_cpu``) came from a search that scored on the test split and held
 only C-JEPA arms; I-JEPA and the other readings then ran at C-JEPA's settings. Here each family
 gets its own Optuna TPE search with **the same budget**: the same number of trials, each 3 epochs
-of the training split at one thread (~20 CPU-minutes), the same ASHA rule (stop the weaker half
-after epoch 1), the same first point (the current recipe's settings), and the same space over the
-knobs every family shares (EMA start and shape, lr, batch, crops, target-block size), plus the
-regulariser's weight where the family has one. With 8 trials the TPE sampler (seeded, 10 random
-start-up trials) never leaves its random phase: every family is scored on the same seven random
-points plus the first one, a random search with shared candidates. Selection reads ``knn_target`` from the validation
-split (``data.val_samples=2000``, carved from the training images); the test split is scored once,
-at the last epoch of each completed trial, and is never read by the search.
+of the training split at one thread (~20 CPU-minutes), the same ASHA rule (after epoch 1, stop a
+trial below the 75th percentile of the earlier trials' epoch-1 scores), the same first point (the
+current recipe's settings), and the same space over the knobs every family shares (EMA start and
+shape, lr, batch, crops, target-block size), plus the regulariser's weight where the family has
+one. With 8 trials the TPE sampler (seeded, 10 random start-up trials) never leaves its random
+phase: every family is scored on the same seven random points plus the first one, a random search
+with shared candidates. Selection reads ``knn_target`` from the validation split
+(``data.val_samples=2000``, carved from the training images); the test split is scored once, at the
+last epoch of each completed trial, and is never read by the search.
 
 Families: ``ijepa`` (no regulariser), C-JEPA per reading (``context_target``, ``pred_blocks``,
 ``two_views``, ``pred_tokens``) and ``sigreg`` (LeJEPA's SIGReg on the pooled context
