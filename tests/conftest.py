@@ -104,6 +104,15 @@ TINY = [
 ]
 
 
+# A smaller budget for the Ray study tests on tests/sweep/tiny_study.yaml (bench/study_load.py's, with 512
+# training images instead of 256): 8 steps per epoch instead of 20 (512 // 64; the 1300 images after its
+# validation split: 1300 // 64), a 100-image kNN bank and test split, a 2-epoch linear probe, no random-init
+# baseline. What those tests compare (one runner against another, a killed study against a straight one) is
+# exact at any data size; keep >= 6 steps per epoch (a kill at step 5 must fall in epoch 1).
+SMALL_STUDY = ("data.train_subset=512", "eval.train_samples=100", "eval.test_samples=100", "eval.linear_epochs=2",
+               "eval.random_baseline=false")
+
+
 def tiny_overrides(run_dir: Path, *extra: str) -> list[str]:
     """TINY in ``run_dir``, in fp32 even where ``run.precision=auto`` would train in bf16 (a CPU
     with native bf16): the tiny runs' exact comparisons (resume, DDP equivalence) then hold on

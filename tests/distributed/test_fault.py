@@ -1,9 +1,9 @@
 """A worker SIGKILLed mid-epoch: Ray Train restarts the group from the last checkpoint and the run
 ends exactly where an uninterrupted one does, with exactly one MLflow value per epoch.
 
-Rank 1 kills its own process at step 30 (epoch 2 of 2, 23 steps per epoch) once (a marker file
-says it already did). FailureConfig(max_failures=1) restarts both workers; each copies the
-epoch-1 checkpoint from Ray storage and the engine resumes at step 23. The engine's resume is
+Rank 1 kills its own process at step 13 (epoch 2 of 2, 10 steps per epoch on 640 of the digits)
+once (a marker file says it already did). FailureConfig(max_failures=1) restarts both workers; each
+copies the epoch-1 checkpoint from Ray storage and the engine resumes at step 10. The engine's resume is
 bit-exact, and with the same world size gloo reduces in the same order, so the comparison with
 an uninterrupted 2-worker run is exact (timings excepted).
 """
@@ -29,7 +29,11 @@ from tests.conftest import tiny_overrides
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this module
 
-KILL_STEP = 30
+# 640 training images (SUBSET), batch 64: 10 steps per epoch (TINY's 1500 digits: 23), so the kill comes 3 steps
+# into epoch 2, after the epoch-1 checkpoint (which RayReporter waits to be committed before training on).
+SUBSET = "data.train_subset=640"
+STEPS_PER_EPOCH = 10
+KILL_STEP = STEPS_PER_EPOCH + 3
 TIMING = {"img_per_s", "epoch_time_s", "eval_time_s", "train_cpu_min"}
 
 
@@ -62,8 +66,9 @@ def ray_local():
 
 
 def _cfg(run_dir: Path):
-    return load_config(None, tiny_overrides(run_dir, "run.log_every=1", "eval.every=2", "eval.train_samples=500",
-                                            "eval.test_samples=200", "eval.linear_epochs=10"))
+    return load_config(None, tiny_overrides(run_dir, "run.log_every=1", "eval.every=2", SUBSET,
+                                            "eval.train_samples=200", "eval.test_samples=200", "eval.linear_epochs=2",
+                                            "eval.raw_baseline=false", "eval.random_baseline=false"))
 
 
 @pytest.mark.integration
@@ -88,7 +93,7 @@ def test_sigkill_mid_epoch_resumes_exactly_with_one_mlflow_value_per_epoch(ray_l
     assert clean[0] == clean[1]
     a = load_checkpoint(Path(faulty.run.output_dir) / "checkpoint.pt")
     b = load_checkpoint(Path(straight.run.output_dir) / "checkpoint.pt")
-    assert a["step"] == b["step"] == 46
+    assert a["step"] == b["step"] == 2 * STEPS_PER_EPOCH
     for name, w in b["online"].items():
         assert torch.equal(a["online"][name], w), name
     assert [m["epoch"] for m in read_metrics(faulty.run.output_dir)] == [1, 2]  # exported, one line per epoch
@@ -117,7 +122,7 @@ def test_cli_workers_then_a_rerun_resumes_from_ray_storage(ray_local, tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = tiny_overrides(tmp_path / "cli", "run.epochs=1")
+    overrides = tiny_overrides(tmp_path / "cli", "run.epochs=1", SUBSET)
     cmd = [sys.executable, "-m", "cjepa", "train", "--workers", "2", "--storage", str(tmp_path / "ray"),
            "--tracking-uri", uri, "--experiment", "cli", *overrides]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # this module's cluster
@@ -125,7 +130,7 @@ def test_cli_workers_then_a_rerun_resumes_from_ray_storage(ray_local, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "finished 1 epoch(s) on 2 workers" in proc.stdout, proc.stdout[-2000:]
     assert [m["epoch"] for m in read_metrics(tmp_path / "cli")] == [1]
-    assert load_checkpoint(tmp_path / "cli" / "checkpoint.pt")["step"] == 23
+    assert load_checkpoint(tmp_path / "cli" / "checkpoint.pt")["step"] == STEPS_PER_EPOCH
 
     starts = tmp_path / "starts.jsonl"
     from cjepa.config.presets import resolve_config_path
@@ -185,20 +190,20 @@ def test_damaged_latest_ray_checkpoint_resumes_from_the_previous_one_exactly(ray
     """Epoch 2's checkpoint in Ray storage is torn, then the worker dies in epoch 3: the restarted
     worker finds it unreadable and resumes from epoch 1's (fetched from Ray storage as
     checkpoint.prev.pt), never from epoch 0, and ends equal to an uninterrupted run."""
-    faulty = load_config(None, tiny_overrides(tmp_path / "faulty", "run.epochs=3", "run.log_every=1"))
-    straight = load_config(None, tiny_overrides(tmp_path / "straight", "run.epochs=3"))
+    faulty = load_config(None, tiny_overrides(tmp_path / "faulty", "run.epochs=3", "run.log_every=1", SUBSET))
+    straight = load_config(None, tiny_overrides(tmp_path / "straight", "run.epochs=3", SUBSET))
     storage = tmp_path / "ray"
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(fit_distributed, straight, num_workers=1, storage_path=str(tmp_path / "ray_ref"))
         fit_distributed(faulty, num_workers=1, storage_path=str(storage), max_failures=1,
-                        reporters=damager(2 * 23 + 3, str(storage), str(tmp_path)))
+                        reporters=damager(2 * STEPS_PER_EPOCH + 3, str(storage), str(tmp_path)))  # in epoch 3
         pending.result()
     assert (tmp_path / "damaged").read_text() == "epoch_0002", "the damage hook did not fire on epoch 2's folder"
     starts = [tuple(json.loads(line)) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
     assert starts == [(0, False), (1, True)], starts  # epoch 2's was unreadable: resumed from epoch 1's, not 0
     a = load_checkpoint(Path(faulty.run.output_dir) / "checkpoint.pt")
     b = load_checkpoint(Path(straight.run.output_dir) / "checkpoint.pt")
-    assert a["step"] == b["step"] == 3 * 23
+    assert a["step"] == b["step"] == 3 * STEPS_PER_EPOCH
     for key in ("online", "target"):
         for name, w in b[key].items():
             assert torch.equal(a[key][name], w), (key, name)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL_STUDY
+
 pytestmark = [pytest.mark.integration]
 
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
@@ -41,8 +43,10 @@ def test_non_finite_loss_fails_the_trial_once_with_its_reason_everywhere(tmp_pat
 
     storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri).search_experiments()  # create the store's tables before Ray's processes race to
+    # One retry shows the refusal (failed.json) as well as three: an errored trial's actor is never reused, so
+    # each retry is a fresh actor (~10 s of imports) for nothing more to check.
     study = Study(name="nan_study", base=TINY, overrides=("optim.lr=1e6",), factors={"loss.beta_vicreg": [0.01]},
-                  seeds=(0,), max_concurrent=1, cpus_per_worker=1.0)
+                  seeds=(0,), max_concurrent=1, cpus_per_worker=1.0, max_failures=1)
     result = run_study(study, storage=str(storage), tracking_uri=uri)  # the study itself goes on to its summary
 
     rows = pq.read_table(result.table).to_pylist()
@@ -88,8 +92,9 @@ def test_workers_killed_mid_epoch_and_mid_checkpoint_finish_equal_to_an_uninterr
 
     storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri).search_experiments()
-    kw = dict(base=TINY, overrides=("run.epochs=3", "run.log_every=1"), factors={"loss.beta_vicreg": [0.01]},
-              seeds=(0, 1), max_concurrent=2, cpus_per_worker=1.0)
+    # SMALL_STUDY: 8 steps per epoch, so sigkill_step=5 still falls in epoch 1, before any checkpoint
+    kw = dict(base=TINY, overrides=("run.epochs=3", "run.log_every=1", *SMALL_STUDY),
+              factors={"loss.beta_vicreg": [0.01]}, seeds=(0, 1), max_concurrent=2, cpus_per_worker=1.0)
     straight = run_study(Study(name="straight", **kw), storage=str(storage), tracking_uri=uri)
     ray.shutdown()  # the next local Ray's workers inherit the fault settings below
     markers = tmp_path / "markers"
@@ -144,8 +149,9 @@ def test_storage_full_mid_study_is_one_clear_error_then_resume_finishes(tmp_path
 
     storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(uri).search_experiments()
-    study = Study(name="full", base=TINY, overrides=("run.epochs=3",), factors={"loss.beta_vicreg": [0.01]},
-                  seeds=(0,), max_concurrent=1, cpus_per_worker=1.0, max_failures=1)
+    study = Study(name="full", base=TINY, overrides=("run.epochs=3", *SMALL_STUDY),
+                  factors={"loss.beta_vicreg": [0.01]}, seeds=(0,), max_concurrent=1, cpus_per_worker=1.0,
+                  max_failures=1)
     ray.shutdown()
     monkeypatch.setenv("CJEPA_TEST_FAULT", "checkpoint_enospc=2")
     result = run_study(study, storage=str(storage), tracking_uri=uri)

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import SMALL_STUDY
+
 pytestmark = pytest.mark.integration  # studies on a local Ray
 
 DRIVER = Path(__file__).with_name("study_driver.py")
@@ -112,7 +114,7 @@ def test_asha_stops_trials_and_the_study_finishes(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     tiny = str(Path(__file__).with_name("tiny_study.yaml"))
-    study = Study(name="tiny_asha", base=tiny, overrides=("run.epochs=3",),
+    study = Study(name="tiny_asha", base=tiny, overrides=("run.epochs=3", *SMALL_STUDY),
                   factors={"loss.beta_vicreg": [0.0, 1e-4, 1e-2, 1e-1]}, seeds=(0,), scheduler="asha",
                   grace_period=1, metric="loss", mode="min", max_concurrent=2)
     # The total loss, not kNN: it orders these arms every time (beta_vicreg x the VICReg terms), while

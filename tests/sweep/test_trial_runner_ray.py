@@ -20,6 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import SMALL_STUDY
+
 pytestmark = [pytest.mark.integration]
 
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
@@ -40,8 +42,9 @@ def _run(tmp_path: Path, runner: str, concurrent: int = 2):
     from cjepa.sweep.runner import run_study
 
     uri = f"sqlite:///{tmp_path / f'{runner}.db'}"
-    study = Study(name=f"runner_{runner}", base=TINY, factors={"loss.beta_vicreg": [0.0, 0.01]}, seeds=(0,),
-                  max_concurrent=concurrent, trial_runner=runner)
+    study = Study(name=f"runner_{runner}", base=TINY, overrides=SMALL_STUDY,  # 8 steps per epoch, not 20
+                  factors={"loss.beta_vicreg": [0.0, 0.01]}, seeds=(0,), max_concurrent=concurrent,
+                  trial_runner=runner)
     result = run_study(study, storage=str(tmp_path / runner), tracking_uri=uri)
     rows = sorted(pq.read_table(result.table).to_pylist(), key=lambda r: (r["arm"], r["epoch"]))
     return study, result, rows, uri
