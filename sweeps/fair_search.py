@@ -38,6 +38,7 @@ Families not searched yet are left out (``--winners --dry-run`` lists the arms).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,12 @@ def pick_of(family: str, results: Path) -> dict[str, Any] | None:
         searched = record["settings"]
     else:
         return None
-    fixed = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in FAMILIES[family][0])}
-    return {**fixed, **searched}
+    return {**fixed_settings(family), **searched}
+
+
+def fixed_settings(family: str) -> dict[str, Any]:
+    """The family's fixed overrides (``key=value`` strings) as settings."""
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in FAMILIES[family][0])}
 
 
 def winners_study(full: bool, results: Path = PICKS) -> Study:
@@ -130,12 +135,16 @@ def winners_study(full: bool, results: Path = PICKS) -> Study:
                     baseline="ijepa" if "ijepa" in arms else next(iter(arms)), seeds=FRESH_SEEDS)
 
 
-def split_option(argv: list[str], option: str, default: Path) -> tuple[Path, list[str]]:
-    """``option DIR`` out of the command line (the shared study options take the rest)."""
-    if option not in argv[:-1]:
-        return default, argv
-    at = argv.index(option)
-    return Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+def script_options(argv: list[str], **options: dict[str, Any]) -> tuple[argparse.Namespace, list[str]]:
+    """This script family's own options (``--picks``, ``--families``) out of the command line with
+    argparse (one line and exit 2 on a bad value); the shared study options take the rest."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name, spec in options.items():
+        parser.add_argument(name, **spec)
+    return parser.parse_known_args(argv)
+
+
+PICKS_OPTION = {"--picks": {"type": Path, "default": PICKS, "metavar": "DIR"}}
 
 
 def split_family(argv: list[str]) -> tuple[str, list[str]]:
@@ -153,7 +162,7 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
     if "--winners" in sys.argv[1:]:
-        picks, rest = split_option([a for a in sys.argv[1:] if a != "--winners"], "--picks", PICKS)
-        sys.exit(main(lambda full: winners_study(full, picks), __doc__, argv=rest))
+        own, rest = script_options([a for a in sys.argv[1:] if a != "--winners"], **PICKS_OPTION)
+        sys.exit(main(lambda full: winners_study(full, own.picks), __doc__, argv=rest))
     chosen, rest = split_family(sys.argv[1:])
     sys.exit(main(lambda full: make_study(full, chosen), __doc__, argv=rest))

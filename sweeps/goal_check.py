@@ -25,22 +25,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import yaml
-
 from cjepa.sweep import Study
 from cjepa.sweep.cli import main
 from cjepa.sweep.profiles import study_at
 
-
-def _fair_search():
-    """sweeps/fair_search.py (a script beside this one, not a package module): its families and picks."""
-    spec = importlib.util.spec_from_file_location("fair_search", Path(__file__).with_name("fair_search.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-FAIR = _fair_search()
+_spec = importlib.util.spec_from_file_location("fair_search", Path(__file__).with_name("fair_search.py"))
+FAIR = importlib.util.module_from_spec(_spec)  # the script beside this one: its families, picks and budget
+_spec.loader.exec_module(FAIR)
 FAMILIES = ("ijepa", "context_target")  # the default arms: tuned I-JEPA and the best C-JEPA reading so far
 READOUTS = ("eval.poolings=[mean,grid2,grid4,grid7]", "eval.encoders=[target]")  # grid7: all 7x7 tokens
 FULL_READOUTS = ("eval.poolings=[mean,grid2,grid4,grid14]", "eval.encoders=[target]")  # 224 px / 16
@@ -54,8 +45,7 @@ def make_study(full: bool, families: tuple[str, ...] = FAMILIES, picks: Path = F
     ``--full``: the same question at paper scale (the paper profile: ViT-T/16 at 224 px, a 14x14 grid),
     each family with its fixed settings only (the picks are laptop-scale values), read the same ways."""
     if full:
-        arms = {f: {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in FAIR.FAMILIES[f][0])}
-                for f in families}
+        arms = {f: FAIR.fixed_settings(f) for f in families}
         return study_at(full, "goal_check", overrides=FULL_READOUTS, arms=arms, baseline=families[0])
     arms = {}
     for family in families:
@@ -68,23 +58,11 @@ def make_study(full: bool, families: tuple[str, ...] = FAMILIES, picks: Path = F
                     baseline=families[0], seeds=FAIR.FRESH_SEEDS)
 
 
-def split_families(argv: list[str]) -> tuple[tuple[str, ...], list[str]]:
-    """``--families A B ...`` (each one of fair_search's families) out of the command line."""
-    if "--families" not in argv:
-        return FAMILIES, argv
-    at = argv.index("--families")
-    end = next((i for i in range(at + 1, len(argv)) if argv[i].startswith("-")), len(argv))
-    chosen = tuple(argv[at + 1:end])
-    unknown = [f for f in chosen if f not in FAIR.FAMILIES]
-    if not chosen or unknown:
-        raise SystemExit(f"goal_check: --families {' '.join(chosen) or '(none)'}: expected one or more of "
-                         f"{', '.join(FAIR.FAMILIES)}")
-    return chosen, argv[:at] + argv[end:]
+FAMILIES_OPTION = {"--families": {"nargs": "+", "choices": tuple(FAIR.FAMILIES), "default": FAMILIES}}
 
 
 if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
-    families, rest = split_families(sys.argv[1:])
-    picks, rest = FAIR.split_option(rest, "--picks", FAIR.PICKS)
-    sys.exit(main(lambda full: make_study(full, families, picks), __doc__, argv=rest))
+    own, rest = FAIR.script_options(sys.argv[1:], **FAMILIES_OPTION, **FAIR.PICKS_OPTION)
+    sys.exit(main(lambda full: make_study(full, tuple(own.families), own.picks), __doc__, argv=rest))

@@ -74,5 +74,5 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
     chosen, rest = FAIR.split_family(sys.argv[1:]) if "--family" in sys.argv[1:] else (FAMILY, sys.argv[1:])
-    picks, rest = FAIR.split_option(rest, "--picks", FAIR.PICKS)
-    sys.exit(main(lambda full: make_study(full, chosen, picks), __doc__, argv=rest))
+    own, rest = FAIR.script_options(rest, **FAIR.PICKS_OPTION)
+    sys.exit(main(lambda full: make_study(full, chosen, own.picks), __doc__, argv=rest))

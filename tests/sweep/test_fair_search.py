@@ -111,5 +111,6 @@ def test_the_committed_picks_are_valid_arms() -> None:
 
 
 def test_picks_option_comes_out_of_the_command_line() -> None:
-    assert FAIR.split_option(["--picks", "d", "--dry-run"], "--picks", FAIR.PICKS) == (Path("d"), ["--dry-run"])
-    assert FAIR.split_option(["--dry-run"], "--picks", FAIR.PICKS) == (FAIR.PICKS, ["--dry-run"])
+    own, rest = FAIR.script_options(["--picks", "d", "--dry-run", "--seeds", "1"], **FAIR.PICKS_OPTION)
+    assert (own.picks, rest) == (Path("d"), ["--dry-run", "--seeds", "1"])
+    assert FAIR.script_options(["--dry-run"], **FAIR.PICKS_OPTION)[0].picks == FAIR.PICKS

@@ -31,11 +31,16 @@ def test_each_arm_is_its_familys_pick_at_the_goal_budget() -> None:
     assert cfg.eval.train_samples == 50000 and split_of(cfg, "knn_target") == "val"  # the curve reads validation
 
 
-def test_families_come_from_the_command_line_and_unknown_or_unpicked_ones_are_refused(tmp_path) -> None:
-    assert GOAL.split_families(["--families", "ijepa", "two_views", "--dry-run"]) == (
-        ("ijepa", "two_views"), ["--dry-run"])
-    assert GOAL.split_families(["--dry-run"]) == (GOAL.FAMILIES, ["--dry-run"])
-    with pytest.raises(SystemExit, match="'vicreg'|vicreg: expected"):
-        GOAL.split_families(["--families", "vicreg"])
+def _options(argv):
+    return GOAL.FAIR.script_options(argv, **GOAL.FAMILIES_OPTION, **GOAL.FAIR.PICKS_OPTION)
+
+
+def test_families_come_from_the_command_line_and_unknown_or_unpicked_ones_are_refused(tmp_path, capsys) -> None:
+    own, rest = _options(["--families", "ijepa", "two_views", "--dry-run"])
+    assert (tuple(own.families), rest) == (("ijepa", "two_views"), ["--dry-run"])
+    assert tuple(_options(["--dry-run"])[0].families) == GOAL.FAMILIES
+    with pytest.raises(SystemExit) as exit_:
+        _options(["--families", "vicreg"])
+    assert exit_.value.code == 2 and "invalid choice: 'vicreg'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="family 'ijepa' has no pick in"):
         GOAL.make_study(False, ("ijepa",), tmp_path)
