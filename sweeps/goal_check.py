@@ -5,14 +5,14 @@ Each arm is a family's recipe as the fair search picked it on the validation spl
 (``docs/results/fair_search_<family>/pick.yaml``, the family's fixed settings plus the pick's
 searched values; ``--picks DIR`` reads them elsewhere), trained for 5 epochs of the training split
 (58k images: 2,000 held out as the validation split) at one thread per trial, ~25 CPU-minutes of
-training for the picks so far (each epoch reports ``train_cpu_min``: the budget is read, not
-assumed). Read-outs of the target encoder: mean-pooled tokens, 2x2 and 4x4 cells and the full 7x7
-token grid, each under kNN (k=20, cosine, T=0.07, a 50k bank) and the linear probe; raw pixels and
-the same network at its random initialisation (same seed) are read the same way. The validation
-split is scored after every epoch (the curve); the test split (all 10k images) once, at the end of
-each trial, and nothing selects on it. 3 paired seeds, 1-3 (the picks were selected on seed 0);
-the summary prints each read-out's gain over the random-initialised encoder, mean ± 95 % CI over
-seeds, on both splits.
+training estimated from the picks' 3-epoch search trials (15.2 and 15.3 CPU-minutes on the VM that
+ran them; each epoch reports ``train_cpu_min``: the budget is read, not assumed). Read-outs of the
+target encoder: mean-pooled tokens, 2x2 and 4x4 cells and the full 7x7 token grid, each under kNN
+(k=20, cosine, T=0.07, a 50k bank) and the linear probe; raw pixels and the same network at its
+random initialisation (same seed) are read the same way. The validation split is scored after every
+epoch (the curve); the test split (all 10k images) once, at the end of each trial, and nothing
+selects on it. 3 paired seeds, 1-3 (the picks were selected on seed 0); the summary prints each
+read-out's gain over the random-initialised encoder, mean ± 95 % CI over seeds, on both splits.
 
     python sweeps/goal_check.py                                   # the picks of ijepa and context_target
     python sweeps/goal_check.py --families context_target two_views   # other searched families
