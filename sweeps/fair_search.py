@@ -8,8 +8,9 @@ trial below the 75th percentile of the earlier trials' epoch-1 scores), the same
 current recipe's settings), and the same space over the knobs every family shares (EMA start and
 shape, lr, batch, crops, target-block size), plus the regulariser's weight where the family has
 one. With 8 trials the TPE sampler (seeded, 10 random start-up trials) never leaves its random
-phase: every family is scored on the same seven random points plus the first one, a random search
-with shared candidates. Selection reads ``knn_target`` from the validation split
+phase: every family with a weight is scored on the same seven random points plus the first one, a
+random search with shared candidates (I-JEPA's smaller space draws other points after its second).
+Selection reads ``knn_target`` from the validation split
 (``data.val_samples=2000``, carved from the training images); the test split is scored once, at the
 last epoch of each completed trial, and is never read by the search.
 

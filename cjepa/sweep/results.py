@@ -22,6 +22,7 @@ from cjepa.sweep.child_runs import child_run_ids
 from cjepa.sweep.note import NOTE_TAG, parent_note
 from cjepa.sweep.pick import write_pick
 from cjepa.sweep.plan import Tracking
+from cjepa.sweep.search_table import write_trials
 from cjepa.sweep.stopper import read_stop_reasons
 from cjepa.sweep.study import Study, trial_config
 from cjepa.sweep.summary import summary_from_rows
@@ -201,6 +202,7 @@ def write_results(study: Study, arms: dict[str, dict[str, Any]], grid: Any, stud
     summary = summary_from_rows(rows, study)
     write_summary(study_dir, summary)
     write_pick(study_dir, rows, study)  # a search's pick, small enough to commit (the table is not)
+    write_trials(study_dir, rows, study)  # and its trials side by side
     return path, summary
 
 
