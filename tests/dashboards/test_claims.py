@@ -76,6 +76,23 @@ def test_ordering_claims_hand_computed(data: StudyData) -> None:
     assert len(claims) == 12  # 6 orderings x 2 metrics
 
 
+def test_with_a_test_split_the_orderings_read_it(data: StudyData) -> None:
+    """A study with a validation split has test_* columns at each trial's last epoch: the verdicts read
+    those (reported once), here the validation numbers with C-JEPA and I-JEPA swapped on the test split."""
+    df = table()
+    last = df["epoch"] == 2
+    df["test_linear_target"] = df["test_knn_target"] = None
+    swap = {"I-JEPA": "C-JEPA", "C-JEPA": "I-JEPA"}
+    for arm in ARMS:
+        for seed in range(3):
+            value = ARMS[swap.get(arm, arm)][2][seed]
+            df.loc[last & (df["arm"] == arm) & (df["seed"] == seed), ["test_linear_target", "test_knn_target"]] = value
+    claims = {(c.text.split(" (paper")[0], c.metric): c for c in ordering_claims(StudyData("toy", df, "I-JEPA"))}
+    assert {m for _, m in claims} == {"test_linear_target", "test_knn_target"}
+    head = claims[("C-JEPA (var/cov + inv) > I-JEPA (EMA only)", "test_linear_target")]
+    assert head.diff.mean == pytest.approx(-0.173333, abs=1e-6) and head.verdict == "reversed"
+
+
 def test_convergence_claim_and_reach(data: StudyData) -> None:
     claim, rows = convergence_claim(data)
     assert claim.diff.mean == pytest.approx(0.10, abs=1e-9)  # first epoch: 0.10, 0.09, 0.11
