@@ -37,7 +37,7 @@ OTHER_READING = {False: {"C-JEPA pred_blocks": {"loss.vicreg_mode": "pred_blocks
 
 
 def sigreg_arms(base: str) -> dict[str, dict]:
-    """LeJEPA's SIGReg in the VICReg terms' place, at the weight VICReg has in ``base`` (0.1 in the CPU
+    """LeJEPA's SIGReg in the VICReg terms' place, at the weight VICReg has in ``base`` (0.0368 in the CPU
     recipe): its own section (``sigreg.weight``), VICReg's weight 0 (one regulariser per run)."""
     weight = load_config(resolve_config_path(base)).loss.beta_vicreg
     sigreg = {"loss.beta_vicreg": 0.0, "sigreg.weight": weight}
