@@ -93,7 +93,9 @@ def test_cjepa_metrics_on_live_ray_endpoint(ray_metrics_port: int, tmp_path: Pat
     from cjepa.config import load_config
     from cjepa.distributed import fit_distributed
 
-    overrides = tiny_overrides(tmp_path / "run", "run.epochs=3", "run.log_every=5", "eval.every=1",
+    # 2 epochs: every gauge is set at each epoch's end (eval.every=1), so epoch 1's values are out while
+    # epoch 2 trains and is scraped (1 s report interval, a scrape every 0.3 s), and epoch 2's after it.
+    overrides = tiny_overrides(tmp_path / "run", "run.epochs=2", "run.log_every=5", "eval.every=1",
                                "eval.train_samples=300", "eval.test_samples=200", "eval.linear_epochs=5",
                                "eval.raw_baseline=false")
     outcome: dict[str, object] = {}

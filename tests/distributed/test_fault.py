@@ -113,22 +113,26 @@ def test_sigkill_mid_epoch_resumes_exactly_with_one_mlflow_value_per_epoch(ray_l
 
 
 @pytest.mark.integration
-def test_cli_workers_then_a_rerun_resumes_from_ray_storage(ray_local, tmp_path):
+def test_cli_workers_then_a_rerun_resumes_from_ray_storage(ray_local, tmp_path, monkeypatch, capsys):
     """``cjepa train --workers 2``: MLflow on rank 0, outputs exported to run.output_dir. Running
     the same config again finds the experiment by its deterministic name (nothing left to train)
-    and continues the same MLflow run."""
-    import subprocess
-
+    and continues the same MLflow run. The command runs through the CLI's main in this process (no
+    interpreter to start); a ``cjepa train --workers`` subprocess that connects by RAY_ADDRESS is
+    tested in test_imagenet_stream.py."""
     from mlflow.tracking import MlflowClient
+
+    from cjepa.cli import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = tiny_overrides(tmp_path / "cli", "run.epochs=1", SUBSET)
-    cmd = [sys.executable, "-m", "cjepa", "train", "--workers", "2", "--storage", str(tmp_path / "ray"),
-           "--tracking-uri", uri, "--experiment", "cli", *overrides]
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # this module's cluster
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "finished 1 epoch(s) on 2 workers" in proc.stdout, proc.stdout[-2000:]
+    monkeypatch.chdir(tmp_path)  # as the subprocess's cwd was
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)  # this module's cluster, as before
+    capsys.readouterr()
+    code = main(["train", "--workers", "2", "--storage", str(tmp_path / "ray"), "--tracking-uri", uri,
+                 "--experiment", "cli", *overrides])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr[-3000:]
+    assert "finished 1 epoch(s) on 2 workers" in stdout, stdout[-2000:]
     assert [m["epoch"] for m in read_metrics(tmp_path / "cli")] == [1]
     assert load_checkpoint(tmp_path / "cli" / "checkpoint.pt")["step"] == STEPS_PER_EPOCH
 

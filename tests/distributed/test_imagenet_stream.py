@@ -73,12 +73,15 @@ def imagenet_tree(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
+    """``cjepa data convert`` through the CLI's main in this process (no interpreter to start; the same command
+    code; ``--ray`` conversion is tested in test_convert_ray.py). ``--workers 1``: the shards are written here,
+    never by a process forked from this one, which may hold an earlier module's Ray threads."""
+    from cjepa.cli import main
+
     root = imagenet_tree(tmp_path_factory.mktemp("imagenet") / "ILSVRC")
     out = tmp_path_factory.mktemp("shards") / "in20"
-    proc = subprocess.run([sys.executable, "-m", "cjepa", "data", "convert", str(root), str(out), "--format",
-                           "jpeg", "--resize", "80", "--shard-size", "32"], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert main(["data", "convert", str(root), str(out), "--format", "jpeg", "--resize", "80", "--shard-size", "32",
+                 "--workers", "1"]) == 0
     classes = [json.loads((out / s / "classes.json").read_text()) for s in ("train", "val")]
     assert classes[0] == classes[1] and len(classes[0]) == CLASSES  # one class index for both splits
     return out
@@ -101,23 +104,32 @@ OVERRIDES = ["data.dataset=parquet", "data.val_samples=0", "model.img_size=64", 
 
 
 def test_convert_train_two_workers_kill_and_resume(shards: Path, ray_local, tmp_path: Path) -> None:
+    from cjepa.config.presets import resolve_config_path
+
     overrides = [*OVERRIDES, f"data.root={shards}", f"data.cache_dir={tmp_path / 'cache'}"]
     cli_run = tmp_path / "cli"
     cmd = [sys.executable, "-m", "cjepa", "train", "--workers", "2", "--storage", str(tmp_path / "ray"),
            "--no-mlflow", *overrides, f"run.output_dir={cli_run}"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    faulty = load_config(resolve_config_path(None), [*overrides, f"run.output_dir={tmp_path / 'faulty'}"])  # as the CLI
+    # The CLI's uninterrupted reference trains alongside the faulty run (2 + 2 workers on the 4 Ray CPUs; Train
+    # runs "cli-<hash>" and "faulty-<hash>"); its output goes to files, which cannot fill up as a pipe would.
+    with (tmp_path / "cli.out").open("w") as out, (tmp_path / "cli.err").open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=err)
+        try:
+            fit_distributed(faulty, num_workers=2, storage_path=str(tmp_path / "ray"), max_failures=1,
+                            reporters=killer(str(tmp_path)))
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:  # the faulty run failed, or the CLI hangs: no stray driver left behind
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, (tmp_path / "cli.err").read_text()[-3000:]
     records = read_metrics(cli_run)
     assert [m["epoch"] for m in records] == [1, 2] and 0.0 < records[-1]["knn_target"] <= 1.0
     straight = load_checkpoint(cli_run / "checkpoint.pt")
     assert straight["step"] == 14  # 240 images: 2 ranks x 1 lane of 120 rows, 7 batches of 16 per epoch
 
-    from cjepa.config.presets import resolve_config_path
-
-    faulty = load_config(resolve_config_path(None), [*overrides, f"run.output_dir={tmp_path / 'faulty'}"])  # as the CLI
-    fit_distributed(faulty, num_workers=2, storage_path=str(tmp_path / "ray"), max_failures=1,
-                    reporters=killer(str(tmp_path)))
     assert (tmp_path / "killed").exists(), "the kill hook never fired"
     starts = sorted(json.loads(line) for line in (tmp_path / "starts.jsonl").read_text().splitlines())
     assert starts == [[0, 0], [0, 1], [1, 0], [1, 1]]  # both ranks restarted from the epoch-1 checkpoint

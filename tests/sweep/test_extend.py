@@ -1,14 +1,16 @@
 """Extending a finished study (issue 16): only the new (arm, seed) trials run, under the same MLflow parent.
 
 The planning is checked without Ray on a hand-made results table; the real extension runs a tiny
-study on a local Ray (module-scoped, one Ray at a time, as tests/sweep/test_sweep_ray.py).
+study on a local Ray, one Ray at a time (as tests/sweep/test_sweep_ray.py). Both of its driver runs call
+the study script's ``main`` in this process, on one local Ray: a driver subprocess would pay an
+interpreter's imports and a Ray start each, and what is checked (planning, merge, MLflow parent) is the
+same code either way.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,8 +22,9 @@ from cjepa.errors import StudyError
 from cjepa.sweep import Space, Study
 from cjepa.sweep.plan import prepare_study
 from cjepa.sweep.runner import extension_name
+from tests.sweep import study_driver
+from tests.sweep.in_process import driver_process_state, run_script_main
 
-DRIVER = Path(__file__).with_name("study_driver.py")
 TINY = str(Path(__file__).with_name("tiny_study.yaml"))
 
 
@@ -55,17 +58,23 @@ def test_extend_refuses_what_it_cannot_extend(tmp_path: Path) -> None:
         prepare_study(optuna, str(tmp_path), False, [], extend=True)
 
 
+@pytest.fixture
+def in_process_driver() -> Iterator[None]:
+    with driver_process_state():
+        yield
+
+
 @pytest.mark.integration
-def test_extending_a_finished_study_runs_only_new_trials(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("in_process_driver")
+def test_extending_a_finished_study_runs_only_new_trials(tmp_path: Path, capsys, monkeypatch) -> None:
     import ray
 
-    ray.shutdown()  # one local Ray at a time: the drivers below start their own
+    monkeypatch.chdir(tmp_path)  # anything the driver writes beside its storage stays in tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = [sys.executable, str(DRIVER), "--storage", str(tmp_path), "--tracking-uri", uri]
-    subprocess.run(base, check=True, timeout=600, capture_output=True)
+    base = ["--storage", str(tmp_path), "--tracking-uri", uri]
+    run_script_main(study_driver, capsys, *base)
     first = pq.read_table(tmp_path / "tiny_vicreg" / "results.parquet").to_pylist()
-    out = subprocess.run([*base, "--extend", "--seeds", "0", "1"], check=True, timeout=600, capture_output=True,
-                         text=True)
+    stdout = run_script_main(study_driver, capsys, *base, "--extend", "--seeds", "0", "1")  # the first run's Ray
     starts = [json.loads(line) for line in (tmp_path / "tiny_vicreg" / "trial_starts.jsonl").read_text().splitlines()]
     assert len(starts) == 4 and sorted(s["trial"] for s in starts[2:]) == [
         "tiny_vicreg-beta_vicreg=0.0-s1", "tiny_vicreg-beta_vicreg=0.01-s1"]  # the first two did not run again
@@ -80,10 +89,10 @@ def test_extending_a_finished_study_runs_only_new_trials(tmp_path: Path) -> None
     children = client.search_runs([exp.experiment_id], "tags.arm != ''")
     assert len(parents) == 1 and len(children) == 4
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
-    summary = out.stdout.split("Study tiny_vicreg")[-1]
+    summary = stdout.split("Study tiny_vicreg")[-1]
     assert "4 trials" in summary and "| beta_vicreg=0.01 | 2 |" in summary  # the summary covers both seeds
     assert "On the test split, scored once" in summary and "Gain over the random-initialised encoder" in summary
-    ray.shutdown()
+    ray.shutdown()  # cjepa eval starts no Ray (the fixture shuts it down again if an assertion above fails)
     # cjepa eval over the whole study: every trial's final checkpoint, the trainer's test numbers exactly
     from cjepa.cli import main
 

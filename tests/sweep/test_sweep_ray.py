@@ -2,7 +2,9 @@
 
 One local Ray at a time: with two on a machine, Train V2's placement-group cleaner fails
 ("Found multiple active Ray instances") and stopped trials hang, so the module first shuts down
-the in-process Ray that earlier test modules share, and shuts down its own at the end.
+the in-process Ray that earlier test modules share, and shuts down its own at the end. The killed
+driver is a real process (the kill must hit one); the ``--resume`` driver runs in this process and
+starts the local Ray that the ASHA test then reuses (one Ray start and one interpreter start fewer).
 
 - a study's driver is killed mid-way (SIGKILL) and ``--resume`` completes it: no finished trial
   runs again, no MLflow run is duplicated, every child run has one value per epoch;
@@ -23,6 +25,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import SMALL_STUDY
+from tests.sweep.in_process import driver_process_state, run_script_main
 
 pytestmark = pytest.mark.integration  # studies on a local Ray
 
@@ -32,11 +35,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_local_ray():
-    import ray
-
-    ray.shutdown()
-    yield
-    ray.shutdown()
+    """Ray shut down at the module's start and end (kept up between its tests: ASHA reuses the resume's),
+    and the environment and signal handlers the in-process drivers change put back at its end."""
+    with driver_process_state():
+        yield
 
 
 def _driver(storage: Path, uri: str, *args: str) -> list[str]:
@@ -61,7 +63,9 @@ def _finished_children(client: MlflowClient, study: str) -> list:
     return [r for r in client.search_runs([exp.experiment_id], "tags.arm != ''") if r.info.status == "FINISHED"]
 
 
-def test_killed_study_resumes_without_rerunning_or_duplicating(tmp_path):
+def test_killed_study_resumes_without_rerunning_or_duplicating(tmp_path, capsys, monkeypatch):
+    from tests.sweep import study_driver
+
     storage, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # save Tune state often
     client = MlflowClient(uri)
@@ -82,10 +86,11 @@ def test_killed_study_resumes_without_rerunning_or_duplicating(tmp_path):
         log.close()
     finished_before = {r.data.tags["arm"] for r in _finished_children(client, "tiny_vicreg")}
 
-    done = subprocess.run(_driver(storage, uri, "--resume"), cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "pid=" not in l)[-1500:]
-    assert "beta_vicreg=0.01" in done.stdout and "(baseline)" in done.stdout  # the summary table
+    # the resume: study_driver.py's ``main(make_study, __doc__)`` in this process, as its subprocess had it
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    stdout = run_script_main(study_driver, capsys, "--storage", str(storage), "--tracking-uri", uri, "--resume")
+    assert "beta_vicreg=0.01" in stdout and "(baseline)" in stdout  # the summary table
 
     starts = [s["trial"] for s in _starts(storage, "tiny_vicreg")]
     for arm in finished_before:  # a finished trial never starts again
@@ -112,7 +117,7 @@ def test_asha_stops_trials_and_the_study_finishes(tmp_path, monkeypatch):
     from cjepa.sweep import Study
     from cjepa.sweep.runner import run_study
 
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the local Ray: the resume's above when run with it, else a new one
     tiny = str(Path(__file__).with_name("tiny_study.yaml"))
     study = Study(name="tiny_asha", base=tiny, overrides=("run.epochs=3", *SMALL_STUDY),
                   factors={"loss.beta_vicreg": [0.0, 1e-4, 1e-2, 1e-1]}, seeds=(0,), scheduler="asha",

@@ -2,21 +2,26 @@
 
 A trial's rows are rebuilt from the config.yaml in its run folder: the runner writes it before the trial
 trains (so a trial that ASHA stops or that fails has one too), and the trainer's own copy replaces it
-when the trial finishes. The last test edits a real study script between its run and an ``--extend``.
+when the trial finishes. The last test edits a real study script between its run and an ``--extend``; both
+runs load the script and call its ``main`` in this process, on one local Ray (a driver subprocess each would
+pay an interpreter's imports and a Ray start, and the rows come from the trials' config.yaml either way).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow.parquet as pq
 import pytest
 
 from cjepa.sweep.results import write_results
 from cjepa.sweep.study import trial_config
+from tests.sweep.in_process import driver_process_state, run_script_main
 from tests.sweep.test_results import ARMS, TINY, _result, _tiny
 
 
@@ -93,24 +98,42 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.fixture
+def in_process_driver(monkeypatch) -> Iterator[None]:
+    """The study script runs in this process (see driver_process_state). No bytecode is written: the edited
+    script must be compiled afresh, never read from a stale .pyc."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    with driver_process_state():
+        yield
+
+
+def _load(script: Path, module: str) -> ModuleType:
+    """The script loaded as a new module ``module`` (a fresh name each time, so an edited script is
+    executed again, never taken from sys.modules)."""
+    spec = importlib.util.spec_from_file_location(module, script)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
 @pytest.mark.integration
-def test_editing_the_script_before_extend_leaves_the_old_rows(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("in_process_driver")
+def test_editing_the_script_before_extend_leaves_the_old_rows(tmp_path: Path, capsys, monkeypatch) -> None:
     """Run a one-trial study, edit a setting in its script (the linear probe's epochs: not an arm),
     ``--extend`` it with a second seed: the first trial's rows are as they were and say what it ran
     (10 epochs), the new trial's rows say what it ran (4)."""
-    import ray
-
-    ray.shutdown()  # one local Ray at a time: the drivers below start their own
+    monkeypatch.chdir(tmp_path)  # anything the driver writes beside its storage stays in tmp_path
     script = tmp_path / "edited_study.py"
     script.write_text(SCRIPT.format(tiny=TINY))
-    base = [sys.executable, str(script), "--storage", str(tmp_path), "--no-mlflow"]
-    subprocess.run(base, check=True, timeout=600, capture_output=True)
+    base = ["--storage", str(tmp_path), "--no-mlflow"]
+    run_script_main(_load(script, "edited_study_before"), capsys, *base)
     table = tmp_path / "edited" / "results.parquet"
     first = pq.read_table(table).to_pylist()
     assert first and {r["config.eval.linear_epochs"] for r in first} == {10}
 
     script.write_text(script.read_text().replace('"eval.linear_epochs=10"', '"eval.linear_epochs=4"'))
-    subprocess.run([*base, "--extend", "--seeds", "0", "1"], check=True, timeout=600, capture_output=True)
+    run_script_main(_load(script, "edited_study_after"), capsys, *base, "--extend", "--seeds", "0", "1")  # same Ray
     rows = pq.read_table(table).to_pylist()
     old = [r for r in rows if r["seed"] == 0]
     assert [{k: r[k] for k in was} for r, was in zip(old, first, strict=True)] == first  # unchanged, key by key
