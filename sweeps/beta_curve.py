@@ -1,6 +1,6 @@
 """The beta_vicreg curve on the recipe: C-JEPA's accuracy against the weight of its VICReg terms.
 
-Finer and with more seeds than the main job (`vicreg_coeff.py`, 3 levels x 2 seeds, <= 10 min):
+Finer and with more seeds than the main job (`vicreg_coeff.py`, 3 levels x 3 seeds, <= 10 min):
 six levels from 0 (= I-JEPA, the baseline of the paired differences) to 1, three paired seeds.
 The laptop reading is the CPU recipe's context_target; `--full` runs the paper's ViT-T/16 levels.
 

@@ -7,7 +7,7 @@ On the laptop: 0, the CPU recipe's 0.0368 (its reading, context_target, needs a 
 paper's at this scale; docs/results/fair_search.md) and the old recipe's 0.1. I-JEPA tuned on its
 own is `python sweeps/fair_search.py --winners`' baseline.
 
-    python sweeps/vicreg_coeff.py              # laptop: Fashion-MNIST, 9 trials, ~8 min on 2 cores
+    python sweeps/vicreg_coeff.py              # laptop: Fashion-MNIST, 9 trials, 6.8 min on 2 cores (fp32)
     python sweeps/vicreg_coeff.py --full       # cluster: ViT-T/16 at 224 px, 100 epochs, 8 GPUs/trial
     python sweeps/vicreg_coeff.py --resume     # continue an interrupted study
 """
