@@ -29,11 +29,16 @@ def _pct(value: Any) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
+def _trial(row: dict[str, Any]) -> str:
+    """A row's trial: Tune's trial id, else (a table written before ids were recorded) its arm."""
+    return str(row.get("trial_id") or row["arm"])
+
+
 def _trials(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Each trial's rows by epoch, trials in the order the table first saw them (the search's order)."""
     trials: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        trials.setdefault(str(row.get("trial_id") or row["arm"]), []).append(row)
+        trials.setdefault(_trial(row), []).append(row)
     return {t: sorted(rs, key=lambda r: r["epoch"]) for t, rs in trials.items()}
 
 
@@ -52,7 +57,7 @@ def trials_markdown(rows: list[dict[str, Any]], study: Study) -> str | None:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for trial, trial_rows in _trials(rows).items():
         last = trial_rows[-1]
-        name = f"**{trial}**" if pick is not None and trial == str(pick.get("trial_id") or pick["arm"]) else trial
+        name = f"**{trial}**" if pick is not None and trial == _trial(pick) else trial
         cells = [name, *(_cell(last.get(f"factor.{k}")) for k in keys),
                  " / ".join(_pct(r.get(metric)) for r in trial_rows), str(last["status"]).lower(),
                  "" if last.get("train_cpu_min") is None else f"{last['train_cpu_min']:.1f}", _pct(last.get(test))]
