@@ -19,6 +19,7 @@ from cjepa.errors import ConfigError
 
 MLFLOW_PREFIX = "eval/"  # the offline figures' keys in the run's MLflow run
 ALLOWED_OVERRIDES = "eval."  # the evaluation's settings only: the model, data and split are the run's
+ENCODERS = ("target", "context", "random")  # random: the run's network at its initialisation (its seed)
 
 
 def add_eval_parser(sub: Any) -> None:
@@ -36,7 +37,9 @@ def add_eval_parser(sub: Any) -> None:
     p.add_argument("--protocol", choices=("cjepa", "ijepa"), default="cjepa",
                    help="cjepa: the trainer's kNN and probe (default); ijepa: also I-JEPA's linear protocol, "
                         "lr {0.01, 0.05, 0.001} x wd {5e-4, 0}, the head chosen on the validation split")
-    p.add_argument("--encoders", default="target", help="comma-separated: target, context (default: target)")
+    p.add_argument("--encoders", default="target",
+                   help="comma-separated: target, context, random (the network as this run initialised it, "
+                        "its seed: the no-training reference under the same read-outs) (default: target)")
     p.add_argument("--workers", type=int, default=0, help="Ray tasks that encode each set (0: this process)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray task; kNN and probes on this GPU")
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow store (default: $MLFLOW_TRACKING_URI, ./mlflow.db)")
@@ -91,8 +94,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"cjepa eval: {bad[0]}: only eval.* settings can change (the model, data and "
                           "validation split are the run's own)")
     encoders = tuple(e.strip() for e in args.encoders.split(",") if e.strip())
-    if not encoders or set(encoders) - {"target", "context"}:
-        raise ConfigError(f"--encoders {args.encoders!r}: expected target and/or context")
+    if not encoders or set(encoders) - set(ENCODERS):
+        raise ConfigError(f"--encoders {args.encoders!r}: expected one or more of {', '.join(ENCODERS)}")
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
     runs, study = _targets([a for a in args.paths if "=" not in a])
@@ -149,7 +152,7 @@ def _evaluate_one(trial: dict[str, Any], req: Any, overrides: list[str], extract
     if uri is not None:
         _log_mlflow(uri, trial.get("mlflow_run_id") or _run_id_in(run.path), figures, run.step)
     return {**{k: v for k, v in trial.items() if k != "checkpoint"}, "checkpoint": str(run.path),
-            **{k: v for k, v in asdict(req).items() if k != "encoders"}, **figures}
+            **{k: v for k, v in asdict(req).items() if k != "encoders"}, "overrides": " ".join(overrides), **figures}
 
 
 def _with_overrides(cfg: Any, overrides: list[str]) -> Any:

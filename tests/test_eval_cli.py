@@ -43,7 +43,7 @@ def test_eval_a_run_dir_logs_beside_it_and_to_its_mlflow_run(tmp_path: Path, cap
 
 @pytest.mark.parametrize("args,words", [
     (["model.depth=3"], "only eval.* settings can change"),
-    (["--encoders", "student"], "expected target and/or context"),
+    (["--encoders", "student"], "expected one or more of target, context, random"),
     (["--workers", "-1"], "--workers must be >= 0"),
 ])
 def test_bad_eval_arguments_are_one_line(tmp_path: Path, capsys, args: list[str], words: str) -> None:

@@ -138,7 +138,7 @@ class Evaluator:
         Cached like the raw-pixel baseline, keyed also on the model config, poolings and precision."""
         import json
 
-        from cjepa.model import build_encoder
+        from cjepa.model import initial_encoder
 
         cfg, ev = self.cfg, self.cfg.eval
         dtype = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
@@ -148,9 +148,7 @@ class Evaluator:
         rename = {probe_name(p, "rand", pool): baseline_name("rand", p, pool) for p in probes for pool in ev.poolings}
 
         def compute() -> dict[str, float]:
-            with torch.random.fork_rng(devices=[]):  # the run's own RNG stream is untouched
-                torch.manual_seed(cfg.run.seed)
-                encoder = build_encoder(cfg.model).to(self.device)  # drawn first, as in CJEPA
+            encoder = initial_encoder(cfg.model, cfg.run.seed).to(self.device)  # the run's RNG untouched
             scores = self.score(encoder, "rand", sets)
             return {rename[k]: v for k, v in scores.items() if k in rename}
 

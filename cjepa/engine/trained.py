@@ -36,7 +36,12 @@ class Trained:
     epoch: int
 
     def encoder(self, name: str) -> nn.Module:
-        """``target`` (the EMA encoder, the paper's) or ``context`` (the online one)."""
+        """``target`` (the EMA encoder, the paper's), ``context`` (the online one) or ``random``: the
+        same network as this run initialised it (its seed), the reference every read-out is read against."""
+        if name == "random":
+            from cjepa.model import initial_encoder
+
+            return initial_encoder(self.cfg.model, self.cfg.run.seed).eval()
         return self.target if name == "target" else self.context
 
 

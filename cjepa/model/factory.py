@@ -7,6 +7,7 @@ decides the initial weights for a seed) is made in one place.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.ops import MLP
 
@@ -18,6 +19,15 @@ def build_encoder(m: ModelConfig) -> ViTEncoder:
     """The context encoder (and, copied, the target encoder) of ``model.*``."""
     return ViTEncoder(m.img_size, m.patch_size, m.in_chans, m.embed_dim, m.depth, m.num_heads, m.mlp_ratio,
                       m.drop_path_rate, m.patch_embed)
+
+
+def initial_encoder(m: ModelConfig, seed: int) -> ViTEncoder:
+    """The encoder exactly as a run of ``seed`` initialised it (drawn first after seeding, as in
+    ``CJEPA``), without touching the caller's RNG stream: the "no training" reference of every
+    read-out, in the trainer's evaluator and in ``cjepa eval --encoders random``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(m)
 
 
 def build_predictor(m: ModelConfig, grid: tuple[int, int]) -> Predictor:

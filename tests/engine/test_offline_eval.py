@@ -38,6 +38,21 @@ def test_the_in_training_bank_gives_the_trainers_numbers(finished) -> None:
     assert val["val_knn_target"] == final["knn_target"] and val["val_linear_target"] == final["linear_target"]
 
 
+def test_the_random_encoder_is_the_trainers_random_init_reference(finished) -> None:
+    """``--encoders random``: the network as the run initialised it, read exactly as the trainer read
+    its "rand" baseline on the same sets, so a read-out the trainer never ran has its reference too."""
+    from cjepa.metrics import baseline_name
+
+    run_dir, final = finished
+    run = load_trained(run_dir)
+    out = evaluate_trained(run, EvalRequest(split="val", bank="eval", encoders=("random", "target")))
+    for probe in ("knn", "linear"):
+        for pooling in ("mean", "grid2"):
+            name = f"val_{probe}_random" + ("" if pooling == "mean" else f"_{pooling}")
+            assert out[name] == final[baseline_name("rand", probe, pooling)], name
+    assert out["val_knn_random"] != out["val_knn_target"]  # the trained weights are not the initial ones
+
+
 def test_the_whole_training_split_as_bank(finished) -> None:
     run = load_trained(finished[0] / "checkpoint.pt")
     assert set_size(run.cfg, "train") == 1200 and set_size(run.cfg, "bank") == 400
