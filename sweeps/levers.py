@@ -24,7 +24,8 @@ Screen with one seed, then confirm what wins with paired seeds (``--extend`` add
 not 0, the seed the pick was selected on (its seed-0 run is the best of eight, biased upward):
 
     python sweeps/levers.py --seeds 1                  # ~1.5 h on 2 cores; --family F: on F's pick
-    python sweeps/levers.py --seeds 1 2 3 --extend     # the paired confirmation
+    python sweeps/levers.py --seeds 1 2 3 --extend     # the paired confirmation of every arm
+    python sweeps/levers.py --seeds 1 2 3 --extend --arms "patch 2"   # of the recipe and what won only
     python sweeps/levers.py --dry-run                  # validate and list
 """
 
@@ -51,10 +52,11 @@ ARMS = {
     "predictor 128 x 4": {"model.pred_embed_dim": 128, "model.pred_depth": 4},
     "2 context views": {"mask.context_views": 2},
 }
+ARMS_OPTION = {"--arms": {"nargs": "+", "choices": tuple(ARMS), "default": ()}}  # a confirmation's subset
 FAMILY = "context_target"  # the best family on validation so far (docs/results/fair_search.md)
 
 
-def make_study(full: bool, family: str = FAMILY, picks: Path = FAIR.PICKS) -> Study:
+def make_study(full: bool, family: str = FAMILY, picks: Path = FAIR.PICKS, only: tuple[str, ...] = ()) -> Study:
     """The levers on the family's picked recipe. ``--full``: on the paper profile's preset, the levers
     that are switches there (the tokenizer, the context views); its sizes are its presets' (ViT-T/S/B/L),
     and patch 2 at 224 px would be 12,544 tokens an image."""
@@ -65,7 +67,8 @@ def make_study(full: bool, family: str = FAMILY, picks: Path = FAIR.PICKS) -> St
     if recipe is None:
         raise SystemExit(f"levers: family {family!r} has no pick in {picks}/fair_search_{family}/ "
                          f"(run python sweeps/fair_search.py --family {family} first, or pass --picks DIR)")
-    arms = {name: {**recipe, **switch} for name, switch in ARMS.items()}
+    kept = {BASELINE, *only} if only else set(ARMS)  # the recipe always: the baseline of the differences
+    arms = {name: {**recipe, **switch} for name, switch in ARMS.items() if name in kept}
     return study_at(full, f"levers_{family}", base="cjepa_fmnist_cpu", overrides=FAIR.BUDGET, arms=arms,
                     baseline=BASELINE, seeds=FAIR.FRESH_SEEDS)
 
@@ -74,5 +77,5 @@ if __name__ == "__main__":
     if {"-h", "--help"} & set(sys.argv[1:]):
         sys.exit(main(make_study, __doc__))
     chosen, rest = FAIR.split_family(sys.argv[1:]) if "--family" in sys.argv[1:] else (FAMILY, sys.argv[1:])
-    own, rest = FAIR.script_options(rest, **FAIR.PICKS_OPTION)
-    sys.exit(main(lambda full: make_study(full, chosen, own.picks), __doc__, argv=rest))
+    own, rest = FAIR.script_options(rest, **FAIR.PICKS_OPTION, **ARMS_OPTION)
+    sys.exit(main(lambda full: make_study(full, chosen, own.picks, tuple(own.arms)), __doc__, argv=rest))

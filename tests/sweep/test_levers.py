@@ -33,3 +33,9 @@ def test_every_arm_is_the_pick_plus_one_switch(family: str) -> None:
 def test_a_family_without_a_pick_is_refused(tmp_path) -> None:
     with pytest.raises(SystemExit, match="family 'sigreg' has no pick in"):
         LEVERS.make_study(False, "sigreg", tmp_path)
+
+
+def test_a_confirmation_of_some_arms_keeps_the_recipe() -> None:
+    study = LEVERS.make_study(False, "context_target", only=("patch 2",))
+    assert list(study.arms) == [LEVERS.BASELINE, "patch 2"] and study.baseline == LEVERS.BASELINE
+    assert study.arms["patch 2"] == LEVERS.make_study(False, "context_target").arms["patch 2"]
