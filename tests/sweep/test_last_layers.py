@@ -1,9 +1,8 @@
-"""sweeps/last_layers.py end to end on a real tiny run in a one-trial study: both settings
+"""cjepa/sweep/last_layers.py end to end on a real tiny run in a one-trial study: both settings
 evaluated once, recorded with their overrides, the table from them; a rerun evaluates nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,12 +11,8 @@ import pytest
 
 from cjepa.config import load_config
 from cjepa.engine.trainer import train
+from cjepa.sweep import last_layers as LAST  # noqa: N812 (the module under test, one short name)
 from tests.conftest import tiny_overrides
-
-SCRIPT = Path(__file__).resolve().parents[2] / "sweeps" / "last_layers.py"
-spec = importlib.util.spec_from_file_location("last_layers", SCRIPT)
-LAST = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(LAST)
 
 EVAL = ["data.val_samples=300", "eval.every=1", "eval.train_samples=400", "eval.test_samples=200",
         "eval.linear_epochs=5", "eval.poolings=[mean,grid2]", "eval.precision=fp32", "run.epochs=1"]

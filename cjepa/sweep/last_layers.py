@@ -9,10 +9,11 @@ last k blocks too). The table (written to ``STUDY/last_layers.md``) gives, per a
 read-out's gain over the initialisation and, for k > 1, the trained score's paired change from
 k = 1; the test split is not read. Evaluations already in ``STUDY/eval.parquet`` are not redone.
 
-    python sweeps/last_layers.py ray_results/fair_winners                # every arm, k = 1 and 4
-    python sweeps/last_layers.py ray_results/fair_winners --arms context_target ijepa --k 1 2 4
+    python -m cjepa.sweep.last_layers ray_results/fair_winners                # every arm, k = 1 and 4
+    python -m cjepa.sweep.last_layers ray_results/fair_winners --arms context_target ijepa --k 1 2 4
 
-Runs in this process (no Ray); a read-out list other than the trials' own: ``--poolings``.
+Runs in this process (no Ray); a read-out list other than the trials' own: ``--poolings``. A module,
+not a script in sweeps/ (those each define a study): it reads a study another command ran.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _arms(study: Path) -> set[str]:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="last_layers.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cjepa.sweep.last_layers", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", type=Path, help="a study directory (its results.parquet and trial checkpoints)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 4], help="last-k read-outs; the first is the reference")
