@@ -38,8 +38,8 @@ def evaluate_missing(study: Path, ks: list[int], poolings: str, arms: list[str] 
     from cjepa.cli import main
 
     done = {(r.get("arm"), r.get("overrides")) for r in _rows(study)}
+    chosen = arms or sorted(_arms(study))
     for k in ks:
-        chosen = arms or sorted({a for a, _ in done} | _arms(study))
         if all((a, setting(k, poolings)) in done for a in chosen):
             continue
         code = main(["eval", "--split", SPLIT, "--bank", "eval", "--encoders", "target,random", "--no-mlflow",
